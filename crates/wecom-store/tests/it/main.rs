@@ -1,0 +1,6 @@
+//! Integration tests of wecom-store: one binary, a module per area.
+
+mod common;
+mod crash;
+mod cursor;
+mod sink;
