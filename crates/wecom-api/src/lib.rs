@@ -1,0 +1,32 @@
+//! HTTP client of the project's archive contract (see `docs/CONTRACTS.md` and the reference's §1).
+//!
+//! It owns everything about talking to a contract server (the simulator or the SDK gateway): the
+//! access-token cache, retries with bounded, jittered exponential backoff, and mapping every failure to
+//! an [`ApiError`] with an [`ErrorClass`] the pipeline acts on.
+//!
+//! **No secret reaches a log line, an error or a `Debug` output**: the corp secret and the access
+//! token are [`Secret`]s, URLs (whose query carries them) are never logged, and reqwest errors are
+//! stripped of their URL. The client does **not** decrypt, de-duplicate or move cursors.
+
+mod client;
+mod config;
+mod error;
+mod secret;
+mod stats;
+mod wire;
+
+pub use client::{ArchiveClient, MediaBody, MAX_LIMIT};
+pub use config::{ClientConfig, RetryPolicy};
+pub use error::{ApiError, ErrorClass};
+pub use secret::Secret;
+pub use stats::ClientStats;
+pub use wire::{ChatDataItem, RoomInfo};
+
+/// The endpoint names used in errors, logs and [`ClientStats`].
+pub mod endpoint {
+    pub const GETTOKEN: &str = "gettoken";
+    pub const GET_CHAT_DATA: &str = "msgaudit/get_chat_data";
+    pub const GROUPCHAT_GET: &str = "msgaudit/groupchat/get";
+    pub const PERMIT_USERS: &str = "msgaudit/get_permit_user_list";
+    pub const MEDIA: &str = "media/get";
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the client against scripted fake servers on 127.0.0.1:0.
+
+mod calls;
+mod fatal;
+mod media;
+mod retry;
+mod support;
+mod token;
