@@ -1,0 +1,138 @@
+//! One realistic decrypted message per msgtype of reference §3, with the field names the reference uses.
+
+/// `(msgtype, decrypted JSON)`.
+pub const SAMPLES: &[(&str, &str)] = &[
+    (
+        "text",
+        r#"{"msgid":"CAQQluDa4QUY0On2rYSAgAMgzPrShAE=","action":"send","from":"XuJinSheng","tolist":["icefog"],"roomid":"","msgtime":1547087894783,"msgtype":"text","text":{"content":"test"}}"#,
+    ),
+    (
+        "image",
+        r#"{"msgid":"CAQQvPnc4QUY0On2rYSAgAMgooLa0Q8=","action":"send","from":"XuJinSheng","tolist":["icefog"],"roomid":"","msgtime":1547087898862,"msgtype":"image","image":{"md5sum":"50de8e5ae8ffe4f1df7a93841f71993a","filesize":70961,"sdkfileid":"CtYBMzA2OTAyMDEwMjA0NjIzMDYw"}}"#,
+    ),
+    (
+        "revoke",
+        r#"{"msgid":"15775510700247_1603875609","action":"recall","from":"wmUu0zBgAALV7ZymkcMyxHv5MS3thnbw","tolist":["icefog"],"roomid":"","msgtime":1603875609704,"msgtype":"revoke","revoke":{"pre_msgid":"14822339130656386894_1603875600"}}"#,
+    ),
+    (
+        "agree",
+        r#"{"msgid":"8891446340739254950_1603875826","action":"send","from":"wmGAgeDQAAvQeaTqWwkMTxGMkvI7OOuQ","tolist":["icefog"],"roomid":"","msgtime":1603875826656,"msgtype":"agree","agree":{"userid":"wmGAgeDQAAvQeaTqWwkMTxGMkvI7OOuQ","agree_time":1603875826656}}"#,
+    ),
+    (
+        "disagree",
+        r#"{"msgid":"17952229780246929345_1603875756","action":"send","from":"wmGAgeDQAAvQeaTqWwkMTxGMkvI7OOuQ","tolist":["icefog"],"roomid":"","msgtime":1603875756521,"msgtype":"disagree","disagree":{"userid":"wmGAgeDQAAvQeaTqWwkMTxGMkvI7OOuQ","disagree_time":1603875756521}}"#,
+    ),
+    (
+        "voice",
+        r#"{"msgid":"10958372969718811103_1603875609","action":"send","from":"wmGAgeDQAAGjFmfnP7A3j2JxQDdLNhSw","tolist":["wrGAgeDQAAIJTuhbOSfxcMzGZcnmtHEw"],"roomid":"wrGAgeDQAAIJTuhbOSfxcMzGZcnmtHEw","msgtime":1603875609704,"msgtype":"voice","voice":{"md5sum":"9db09c7fa627c9e53f17736c786a74d5","voice_size":6810,"play_length":10,"sdkfileid":"kcyZjZqOXhETGYxajB2Zkp6Z2wv"}}"#,
+    ),
+    (
+        "video",
+        r#"{"msgid":"17955920891003447432_1603875627","action":"send","from":"kenshin","tolist":["wmGAgeDQAAHuRJbt4ZQI_1cqoQcf41WQ"],"roomid":"","msgtime":1603875627000,"msgtype":"video","video":{"md5sum":"d06fc80c01d6fbffcca3b229ba41eac6","filesize":15169724,"play_length":108,"sdkfileid":"MzAzMjMwMzEzMjRhNGMzNDM1MzQzOTMz"}}"#,
+    ),
+    (
+        "card",
+        r#"{"msgid":"13714216591700685914_1603875680","action":"send","from":"kenshin","tolist":["wmGAgeDQAAHuRJbt4ZQI_1cqoQcf41WQ"],"roomid":"","msgtime":1603875680377,"msgtype":"card","card":{"corpname":"微信联调","userid":"wmGAgeDQAAHuRJbt4ZQI_1cqoQcf41WQ"}}"#,
+    ),
+    (
+        "location",
+        r#"{"msgid":"2641513858500683770_1603876152","action":"send","from":"icefog","tolist":["wmN6etBgAA0sbJ3invMvRxPQDFoq9uWA"],"roomid":"","msgtime":1603876152141,"msgtype":"location","location":{"longitude":116.586285899,"latitude":39.911125799,"address":"北京市xxx区xxx路xxx大厦x座","title":"xxx管理中心","zoom":15}}"#,
+    ),
+    (
+        "emotion",
+        r#"{"msgid":"6623217619416669654_1603875612","action":"send","from":"icef","tolist":["wmErxtDgAAhteCglUZH2kUt3rq431qmg"],"roomid":"","msgtime":1603875611148,"msgtype":"emotion","emotion":{"type":1,"width":290,"height":290,"imagesize":962604,"md5sum":"b178ce1cd74db4d0b4ae4a2a5db9d9a1","sdkfileid":"Cs4BMzA2YjAyMDEwMjA0NjQzMDYy"}}"#,
+    ),
+    (
+        "file",
+        r#"{"msgid":"18039699423706571225_1603875608","action":"send","from":"kens","tolist":["wmErxtDgAArDlFIhf76O6w4GxU81al8w"],"roomid":"","msgtime":1603875608214,"msgtype":"file","file":{"md5sum":"18e93fc2ea884df23b3d2d3b8667b9f0","filename":"资料.docx","fileext":"docx","filesize":18181,"sdkfileid":"E4ODRkZjIzYjNkMmQzYjg2NjdiOWYwEgwxNjE4NjExNzQ3NzI"}}"#,
+    ),
+    (
+        "link",
+        r#"{"msgid":"11788441727514772650_1603875624","action":"send","from":"kens","tolist":["0000726"],"roomid":"","msgtime":1603875624476,"msgtype":"link","link":{"title":"邀请你加入群聊","description":"技术支持群，进入可查看详情","link_url":"https://work.weixin.qq.com/wework_admin/external_room/join/exceed","image_url":"https://wework.qpic.cn/wwpic/972152_dQxUCNHsBFo8ZeU/0"}}"#,
+    ),
+    (
+        "weapp",
+        r#"{"msgid":"11930598857081165188_1603875638","action":"send","from":"kens","tolist":["wmGAgeDQAAsgQetTQGqRbMxrkodpM3fA"],"roomid":"","msgtime":1603875638000,"msgtype":"weapp","weapp":{"title":"开始聊天前请仔细阅读服务须知事项","description":"客户需同意存档聊天记录","username":"xxx@app","displayname":"服务须知"}}"#,
+    ),
+    (
+        "chatrecord",
+        r#"{"msgid":"11930598857081165188_1603875639","action":"send","from":"kens","tolist":["wmGAgeDQAAsgQetTQGqRbMxrkodpM3fA"],"roomid":"","msgtime":1603875639000,"msgtype":"chatrecord","chatrecord":{"title":"群聊","item":[{"type":"ChatRecordText","msgtime":1603875610,"content":"{\"content\":\"test\"}","from_chatroom":false},{"type":"ChatRecordImage","msgtime":1603875611,"content":"{\"md5sum\":\"ABCDEF0123456789abcdef0123456789\",\"filesize\":100,\"sdkfileid\":\"nested-image-id\"}","from_chatroom":false},{"type":"ChatRecordFile","msgtime":1603875612,"content":"{\"filename\":\"a.pdf\",\"fileext\":\"pdf\",\"md5sum\":\"\",\"filesize\":5,\"sdkfileid\":\"nested-file-id\"}","from_chatroom":true}]}}"#,
+    ),
+    (
+        "todo",
+        r#"{"msgid":"1414120296022059398_1603875690","action":"send","from":"test","tolist":["ab"],"roomid":"wrLaYoEgAA6Ui9KJxNtdd8J9ddD1HlGw","msgtime":1603875690000,"msgtype":"todo","todo":{"title":"来自test的待办","content":"收集需求"}}"#,
+    ),
+    (
+        "vote",
+        r#"{"msgid":"2707525736000","action":"send","from":"test","tolist":["ab"],"roomid":"wrSwLgEAAA8UlJVhYMpCe0GrXfXyGv9A","msgtime":1603875800000,"msgtype":"vote","votetitle":"去哪吃","voteitem":["火锅","烧烤"],"votetype":101,"voteid":"2707525736000"}"#,
+    ),
+    (
+        "collect",
+        r#"{"msgid":"2500801295690","action":"send","from":"test","tolist":["ab"],"roomid":"wrLaYoEgAA6Ui9KJxNtdd8J9ddD1HlGw","msgtime":1603875810000,"msgtype":"collect","collect":{"room_name":"这是一个群","creator":"test","create_time":"2020-03-21 21:30:00","title":"这是一个表单","details":[{"id":1,"ques":"表单出现了","type":"Text"},{"id":18446744073709551615,"ques":"备注","type":"Number"}]}}"#,
+    ),
+    (
+        "redpacket",
+        r#"{"msgid":"33007390193250_1603875820","action":"send","from":"test","tolist":["ab"],"roomid":"wrLaYoEgAA6Ui9KJxNtdd8J9ddD1HlGw","msgtime":1603875820000,"msgtype":"redpacket","redpacket":{"type":1,"wish":"恭喜发财，大吉大利","totalcnt":1,"totalamount":3000}}"#,
+    ),
+    (
+        "external_redpacket",
+        r#"{"msgid":"33007390193251_1603875821_external","action":"send","from":"wmGAgeDQAAsgQetTQGqRbMxrkodpM3fA","tolist":["ab"],"roomid":"","msgtime":1603875821000,"msgtype":"external_redpacket","redpacket":{"type":1,"wish":"恭喜发财","totalcnt":2,"totalamount":5000}}"#,
+    ),
+    (
+        "meeting",
+        r#"{"msgid":"5935100000000","action":"send","from":"test","tolist":["ab"],"roomid":"","msgtime":1603875830000,"msgtype":"meeting","meeting":{"topic":"夕会","starttime":1603875840,"endtime":1603879440,"address":"","remarks":"","meetingtype":102,"meetingid":17919323316651302410,"status":1}}"#,
+    ),
+    (
+        "docmsg",
+        r#"{"msgid":"9732138838498431049_1603875840","action":"send","from":"test","tolist":["ab"],"roomid":"wrLaYoEgAA6Ui9KJxNtdd8J9ddD1HlGw","msgtime":1603875840000,"msgtype":"docmsg","doc":{"title":"测试&演示客户","doc_creator":"test","link_url":"https://doc.weixin.qq.com/txdoc/excel?docid=xxx"}}"#,
+    ),
+    (
+        "markdown",
+        r#"{"msgid":"2000000000000_1603875850","action":"send","from":"test","tolist":["ab"],"roomid":"","msgtime":1603875850000,"msgtype":"markdown","info":{"content":"请前往系统查看，谢谢。"}}"#,
+    ),
+    (
+        "news",
+        r#"{"msgid":"118732825779547782215","action":"send","from":"kens","tolist":["icef"],"roomid":"","msgtime":1603875860000,"msgtype":"news","info":{"item":[{"title":"service ","description":"test","url":"http://xxx","picurl":"https://www.qq.com/xxx.png"}]}}"#,
+    ),
+    (
+        "calendar",
+        r#"{"msgid":"2345881231","action":"send","from":"test","tolist":["ab"],"roomid":"","msgtime":1603875870000,"msgtype":"calendar","calendar":{"title":"xxxx","creatorname":"test","attendeename":["aaa","bbb"],"starttime":1603875880,"endtime":1603879480,"place":"xxxxx","remarks":""}}"#,
+    ),
+    (
+        "mixed",
+        r#"{"msgid":"DAQQluDa4QUY0On4weuYgAMgzPrShAE=","action":"send","from":"HeMiao","tolist":["HeChangTian","LiuZeYu"],"roomid":"wr_tZ2BwAAUwHpYMwy9cIWqnlU3Hzqfg","msgtime":1577414359072,"msgtype":"mixed","mixed":{"item":[{"type":"text","content":"{\"content\":\"你好[微笑]\\n\"}"},{"type":"image","content":"{\"md5sum\":\"368b6c18c82e6441bfd89b343e9d2429\",\"filesize\":13177,\"sdkfileid\":\"mixed-image-id\"}"}]}}"#,
+    ),
+    (
+        "meeting_voice_call",
+        r#"{"msgid":"17952229780246929345_1594197637","action":"send","from":"wo8y-8sQAAxTbHrT1ilUVn4aKm0JdGeA","tolist":["wo8y-8sQAA2b9yrObFMpJo69n2pZg9dA"],"msgtime":1594197581203,"msgtype":"meeting_voice_call","voiceid":"grb8a4c48a3c094a70982c518d55e40557","meeting_voice_call":{"endtime":1594197635,"sdkfileid":"CpsBKjAqd0xhb2JWRUJldGtwcE5DVTB6","demofiledata":[{"filename":"65eb1cdd3e7a3c1740ecd74220b6c627.docx","demoer":"test","starttime":1594197599,"endtime":1594197609}],"sharescreendata":[{"share":"wo8y-8sQAAxTbHrT1ilUVn4aKm0JdGeA","starttime":1594197624,"endtime":1594197624}]}}"#,
+    ),
+    (
+        "voip_doc_share",
+        r#"{"msgid":"16527954622422422847_1594199256","action":"send","from":"18002520162","tolist":["wo8y-8sQAAq3eebLWIsgTQCOXNHjOhdA"],"msgtime":1594199235014,"msgtype":"voip_doc_share","voipid":"gr2751c98b19300571f8afb3b74514bd32","voip_doc_share":{"filename":"欢迎使用微盘.pdf.pdf","md5sum":"ff893900f24e55e216e617a40e5c4648","filesize":4400654,"sdkfileid":"CpsBKjAqZUlLdWJMd2gvQ1JxMjNlNzRn"}}"#,
+    ),
+    (
+        "sphfeed",
+        r#"{"msgid":"5702551662099334532_1619511584_external","action":"send","from":"zhangsan","tolist":["wmO9xvDQAA7kCj7jYMrGtwd5oEvP7Ohw"],"roomid":"","msgtime":1619511584444,"msgtype":"sphfeed","sphfeed":{"feed_type":4,"sph_name":"腾讯","feed_desc":"欢迎使用视频号"}}"#,
+    ),
+    (
+        "voiptext",
+        r#"{"msgid":"1234567890_voip","action":"send","from":"test","tolist":["ab"],"roomid":"","msgtime":1603875890000,"msgtype":"voiptext","info":{"callduration":7,"invitetype":1}}"#,
+    ),
+    (
+        "qydiskfile",
+        r#"{"msgid":"1234567891_disk","action":"send","from":"test","tolist":["ab"],"roomid":"","msgtime":1603875895000,"msgtype":"qydiskfile","info":{"filename":"季度报告.xlsx"}}"#,
+    ),
+    (
+        "switch",
+        r#"{"msgid":"125289002219525886280","action":"switch","time":1554119421840,"user":"XuJinSheng"}"#,
+    ),
+];
+
+/// The sample of one msgtype.
+pub fn sample(msgtype: &str) -> &'static str {
+    SAMPLES
+        .iter()
+        .find(|(t, _)| *t == msgtype)
+        .map(|(_, json)| *json)
+        .unwrap_or_else(|| panic!("no sample for {msgtype}"))
+}
