@@ -1,0 +1,62 @@
+//! The pipeline's error type. Every variant names what failed (corp, stream, seq, file) and carries no
+//! secret. Item-level problems never appear here: they become dead letters and the pipeline moves on.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("keyring: {0}")]
+    Keyring(#[from] wecom_crypto::CryptoError),
+    #[error("corp {corp_id} stream {stream}: fetching after seq {seq}: {source}")]
+    Fetch {
+        corp_id: String,
+        stream: String,
+        seq: u64,
+        #[source]
+        source: Box<wecom_api::ApiError>,
+    },
+    #[error("corp {corp_id}: {source}")]
+    Api {
+        corp_id: String,
+        #[source]
+        source: Box<wecom_api::ApiError>,
+    },
+    #[error("corp {corp_id} stream {stream}: local sink: {source}")]
+    Store {
+        corp_id: String,
+        stream: String,
+        #[source]
+        source: wecom_store::StoreError,
+    },
+    /// Local storage failed before the stream was known (wrapped into `Store` by [`PipelineError::in_stream`]).
+    #[error("local storage: {0}")]
+    Local(#[from] wecom_store::StoreError),
+    #[error(
+        "{dir} is in use by another wecom-archive process (lock file {dir}/.lock); stop it first"
+    )]
+    Locked { dir: PathBuf },
+    #[error("simulator: {0}")]
+    Sim(String),
+    #[error("corp {corp_id} stream {stream}: {reason}")]
+    Internal {
+        corp_id: String,
+        stream: String,
+        reason: String,
+    },
+}
+
+impl PipelineError {
+    /// Names the corp and stream in a storage error raised where they were not at hand.
+    pub fn in_stream(self, corp_id: &str, stream: &str) -> Self {
+        match self {
+            PipelineError::Local(source) => PipelineError::Store {
+                corp_id: corp_id.to_string(),
+                stream: stream.to_string(),
+                source,
+            },
+            other => other,
+        }
+    }
+}

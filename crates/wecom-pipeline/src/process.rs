@@ -1,0 +1,109 @@
+//! Decrypt and normalize: one archive item in, one output line out — a normalized record, or a dead letter
+//! that keeps the raw item and says why. Pure CPU work with no I/O: the pipeline runs it on blocking threads,
+//! never on the async reactor.
+
+use std::sync::Arc;
+
+use wecom_crypto::{CryptoError, Keyring, MessageCipher};
+use wecom_model::api::ChatDataItem;
+use wecom_model::message::parse_message;
+use wecom_model::record::{normalize, DeadLetter, DeadLetterReason, NormalizeContext};
+use wecom_store::{LineKind, OutputLine};
+
+/// Everything needed to turn items into output lines; cheap to clone into a blocking job.
+#[derive(Clone)]
+pub struct Processor {
+    pub corp_id: Arc<str>,
+    pub stream: Arc<str>,
+    pub keyring: Arc<Keyring>,
+    pub cipher: Arc<dyn MessageCipher>,
+}
+
+/// What one item became.
+#[derive(Debug)]
+pub struct Processed {
+    pub line: OutputLine,
+    /// The dead-letter reason, when the item could not become a record.
+    pub dead: Option<DeadLetterReason>,
+    /// msgtype of a record (for counters); `None` for dead letters and `switch`.
+    pub msgtype: Option<String>,
+}
+
+impl Processor {
+    pub fn process(&self, item: &ChatDataItem) -> Processed {
+        match self.decode(item) {
+            Ok((json, msgtype)) => Processed {
+                line: OutputLine {
+                    kind: LineKind::Record,
+                    seq: item.seq,
+                    json,
+                },
+                dead: None,
+                msgtype,
+            },
+            Err((reason_kind, reason)) => {
+                let dl = DeadLetter::new(
+                    &self.corp_id,
+                    &self.stream,
+                    reason_kind,
+                    reason,
+                    item.clone(),
+                );
+                let json = serde_json::to_vec(&dl).unwrap_or_else(|e| {
+                    // A DeadLetter is plain strings and numbers; this cannot fail, but never lose the item.
+                    format!(
+                        "{{\"schema\":\"wecom-archive.deadletter.v1\",\"seq\":{},\"reason\":\"serialize: {}\"}}",
+                        item.seq,
+                        e.to_string().replace('"', "'")
+                    )
+                    .into_bytes()
+                });
+                Processed {
+                    line: OutputLine {
+                        kind: LineKind::DeadLetter,
+                        seq: item.seq,
+                        json,
+                    },
+                    dead: Some(reason_kind),
+                    msgtype: None,
+                }
+            }
+        }
+    }
+
+    fn decode(
+        &self,
+        item: &ChatDataItem,
+    ) -> Result<(Vec<u8>, Option<String>), (DeadLetterReason, String)> {
+        let key = self
+            .keyring
+            .unwrap_random_key(item.publickey_ver, &item.encrypt_random_key)
+            .map_err(|e| match e {
+                CryptoError::UnknownKeyVersion { .. } => {
+                    (DeadLetterReason::UnknownKeyVersion, e.to_string())
+                }
+                other => (DeadLetterReason::BadRandomKey, other.to_string()),
+            })?;
+        let plain = self
+            .cipher
+            .decrypt(&key, &item.encrypt_chat_msg)
+            .map_err(|e| (DeadLetterReason::DecryptFailed, e.to_string()))?;
+        let msg =
+            parse_message(&plain).map_err(|e| (DeadLetterReason::ParseFailed, e.to_string()))?;
+        let ctx = NormalizeContext {
+            corp_id: &self.corp_id,
+            stream: &self.stream,
+            seq: item.seq,
+            key_version: item.publickey_ver,
+        };
+        let record = normalize(&ctx, &msg);
+        let msgtype = record.msgtype.clone();
+        let json = serde_json::to_vec(&record).map_err(|e| {
+            (
+                DeadLetterReason::ParseFailed,
+                format!("serialize record: {e}"),
+            )
+        })?;
+        Ok((json, msgtype))
+    }
+}

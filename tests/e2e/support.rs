@@ -1,0 +1,155 @@
+//! Shared helpers: a simulator, a config file pointing at it, and the ground-truth check.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use wecom_sim::{Fate, FaultConfig, SimConfig, SimServer, TruthItem};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A simulator with `messages` items and the given faults, on a free loopback port.
+pub async fn sim(seed: u64, messages: u64, faults: FaultConfig) -> SimServer {
+    let cfg = SimConfig {
+        seed,
+        messages,
+        faults,
+        ..SimConfig::default()
+    };
+    wecom_sim::start(cfg, ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator starts")
+}
+
+/// The faults of the fetch path that a client must survive without losing or repeating a seq.
+pub fn fetch_faults() -> FaultConfig {
+    FaultConfig {
+        token_expire_early: 0.02,
+        rate_limit_45009: 0.02,
+        system_busy: 0.02,
+        http_5xx: 0.02,
+        connection_reset: 0.02,
+        duplicate_items: 0.1,
+        seq_gaps: 0.2,
+        control_chars: 0.05,
+        corrupt_ciphertext: 0.002,
+        unknown_key_version: 0.002,
+        ..FaultConfig::default()
+    }
+}
+
+/// Writes a pipeline config for a simulator at `base_url`, writing under `data_dir`; returns its path.
+pub fn write_config(dir: &Path, base_url: &str, data_dir: &Path, extra: &str) -> PathBuf {
+    let keys = repo_root().join("config/sim-keys");
+    let text = format!(
+        r#"
+[corp]
+corp_id = "wwsimcorp0001"
+corp_secret = "sim-secret"
+
+[source]
+kind = "http"
+base_url = "{base_url}"
+
+[fetch]
+limit = 1000
+poll_interval_ms = 200
+request_timeout_ms = 5000
+
+[fetch.retry]
+max_attempts = 30
+initial_backoff_ms = 5
+max_backoff_ms = 100
+rate_limited_backoff_ms = 20
+
+[keys]
+files = [
+  {{ version = 1, path = "{k}/v1.pem" }},
+  {{ version = 2, path = "{k}/v2.pem" }},
+  {{ version = 3, path = "{k}/v3.pem" }},
+]
+
+[sink]
+data_dir = "{data}"
+segment_max_bytes = 1048576
+{extra}
+"#,
+        k = keys.display(),
+        data = data_dir.display(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// One line of the output, as far as the conservation check cares.
+#[derive(Debug)]
+pub struct Seen {
+    pub msgid: String,
+    pub dead_reason: Option<String>,
+}
+
+/// Reads every output line of the corp stream: seq → what was written, failing on any seq written twice.
+pub fn read_output(data_dir: &Path) -> BTreeMap<u64, Seen> {
+    let stream = data_dir.join("wwsimcorp0001").join("corp");
+    let mut out = BTreeMap::new();
+    for (sub, dead) in [("messages", false), ("deadletter", true)] {
+        let dir = stream.join(sub);
+        if !dir.exists() {
+            continue;
+        }
+        for line in wecom_store::read_lines(&dir).expect("read lines") {
+            let line = line.expect("line");
+            let v: serde_json::Value = serde_json::from_slice(&line).expect("json line");
+            let seq = v["seq"].as_u64().expect("seq");
+            let msgid = v["msgid"].as_str().expect("msgid").to_string();
+            let dead_reason = dead.then(|| v["reason_kind"].as_str().unwrap_or("?").to_string());
+            let prev = out.insert(seq, Seen { msgid, dead_reason });
+            assert!(prev.is_none(), "seq {seq} written twice");
+        }
+    }
+    out
+}
+
+/// Every served seq exactly once, dead letters exactly where the truth predicts them, nothing extra.
+pub fn assert_conserved(truth: &[TruthItem], out: &BTreeMap<u64, Seen>) {
+    assert!(!truth.is_empty(), "the simulator served nothing");
+    let mut missing = Vec::new();
+    for t in truth {
+        match out.get(&t.seq) {
+            None => missing.push(t.seq),
+            Some(seen) => {
+                assert_eq!(seen.msgid, t.msgid, "seq {} has the wrong msgid", t.seq);
+                let expected = match t.fate {
+                    Fate::Ok => None,
+                    Fate::CorruptCiphertext => Some("decrypt_failed"),
+                    Fate::UnknownKeyVersion => Some("unknown_key_version"),
+                };
+                assert_eq!(
+                    seen.dead_reason.as_deref(),
+                    expected,
+                    "seq {} ({:?}) has the wrong fate",
+                    t.seq,
+                    t.fate
+                );
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} seqs missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let truth_seqs: std::collections::BTreeSet<u64> = truth.iter().map(|t| t.seq).collect();
+    let extra: Vec<u64> = out
+        .keys()
+        .filter(|s| !truth_seqs.contains(s))
+        .copied()
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "seqs the simulator never served: {extra:?}"
+    );
+}
