@@ -1,0 +1,28 @@
+//! The Kafka sink: publishes normalized records, dead letters and media events with an idempotent producer
+//! (`acks=all`), keyed by conversation so a conversation stays in one partition and in seq order, and recovers
+//! after a crash what was already published past the cursor, from the topics themselves ([`KafkaSink::recover`];
+//! the exactly-once argument is in `recover.rs`). No broker transactions are used (tansu has none).
+//!
+//! *Kafka never carries media bytes* (media events are references), and *no config property value reaches a
+//! log line, an error or `Debug`* (they may hold SASL passwords).
+
+mod config;
+mod context;
+mod cursor;
+mod error;
+mod recover;
+mod scan;
+mod sink;
+
+pub use config::{KafkaConfig, Topics, COMPRESSIONS};
+pub use context::ProducerStats;
+pub use error::{is_fatal_code, KafkaError};
+pub use rdkafka::error::RDKafkaErrorCode;
+pub use sink::{KafkaSink, LineKind, PublishLine};
+
+/// Header carrying the corp id; `recover` matches on it.
+pub const HEADER_CORP_ID: &str = "corp_id";
+/// Header carrying the stream (`corp` or `room:<roomid>`); `recover` matches on it.
+pub const HEADER_STREAM: &str = "stream";
+/// Header carrying the seq in decimal; added by `publish` when missing.
+pub const HEADER_SEQ: &str = "seq";
