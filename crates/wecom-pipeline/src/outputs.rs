@@ -1,0 +1,223 @@
+//! The sink stage's outputs: local segment files, Kafka, or both, plus the cursor that moves only after every
+//! configured output has acknowledged a page.
+//!
+//! Exactly once per output: on open, each output reports which seqs past the committed cursor it already
+//! holds (the local sink from its segment tails, Kafka from the topics themselves), and a page's line is
+//! skipped for an output that already has it. Dead letters are always written locally too (redrive reads them
+//! there), and also published when Kafka is configured.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tracing::info;
+use wecom_kafka::{KafkaSink, PublishLine};
+use wecom_store::{CursorStore, LocalSink, SinkOptions};
+
+use crate::config::{SinkKind, Validated};
+use crate::error::PipelineError;
+use crate::lock::StreamLock;
+use crate::process::Processed;
+
+/// What one page did to the outputs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageOutcome {
+    pub records: u64,
+    pub dead_letters: u64,
+    /// Lines every output already held (written before a crash, after the last commit).
+    pub skipped: u64,
+}
+
+struct KafkaOut {
+    sink: KafkaSink,
+    present: BTreeSet<u64>,
+}
+
+pub struct Outputs {
+    corp_id: String,
+    stream: String,
+    /// Whether records go to the local segment files (dead letters always do).
+    local_records: bool,
+    local: Arc<Mutex<LocalSink>>,
+    local_present: BTreeSet<u64>,
+    kafka: Option<KafkaOut>,
+    cursors: Arc<CursorStore>,
+    _lock: StreamLock,
+    pub dir: PathBuf,
+}
+
+impl Outputs {
+    /// Takes the stream's lock, loads its cursor and recovers every output. Returns the committed seq.
+    pub async fn open(
+        cfg: &Validated,
+        stream: &str,
+        dir: PathBuf,
+    ) -> Result<(Self, u64), PipelineError> {
+        let corp_id = cfg.corp_id.clone();
+        let name = stream.to_string();
+        let seg = cfg.segment_max_bytes;
+        let d = dir.clone();
+        let (lock, cursors, start, local, local_present) =
+            tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+                let lock = StreamLock::acquire(&d)?;
+                let cursors = CursorStore::open(&d)?;
+                let start = cursors.load(&name)?.map_or(0, |c| c.seq);
+                let mut sink = LocalSink::open(
+                    &d,
+                    SinkOptions {
+                        segment_max_bytes: seg,
+                        ..SinkOptions::default()
+                    },
+                )?;
+                let report = sink.recover(start)?;
+                Ok((lock, cursors, start, sink, report.present))
+            })
+            .await
+            .map_err(|e| internal(&corp_id, stream, e))?
+            .map_err(|e| e.in_stream(&corp_id, stream))?;
+
+        let kafka = match (&cfg.sink_kind, &cfg.kafka) {
+            (SinkKind::Kafka | SinkKind::Both, Some(kcfg)) => {
+                let sink = KafkaSink::connect(kcfg)
+                    .await
+                    .map_err(|e| kafka_err(&corp_id, stream, e))?;
+                let present = sink
+                    .recover(&corp_id, stream, start)
+                    .await
+                    .map_err(|e| kafka_err(&corp_id, stream, e))?;
+                info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_kafka = present.len(), "kafka sink recovered");
+                Some(KafkaOut { sink, present })
+            }
+            _ => None,
+        };
+        info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_local_sink = local_present.len(), dir = %dir.display(), "resuming");
+        Ok((
+            Self {
+                corp_id,
+                stream: stream.to_string(),
+                local_records: cfg.sink_kind != SinkKind::Kafka,
+                local: Arc::new(Mutex::new(local)),
+                local_present,
+                kafka,
+                cursors: Arc::new(cursors),
+                _lock: lock,
+                dir,
+            },
+            start,
+        ))
+    }
+
+    /// Writes one page to every output, waits for every acknowledgement, then commits `cursor_after`.
+    /// On error nothing is committed: the page is fetched again after a restart, and the outputs' recovery
+    /// skips whatever part of it did land.
+    pub async fn write_page(
+        &mut self,
+        batch: Vec<Processed>,
+        cursor_after: u64,
+    ) -> Result<PageOutcome, PipelineError> {
+        let mut outcome = PageOutcome::default();
+        let mut local_lines = Vec::new();
+        let mut kafka_lines = Vec::new();
+        for p in batch {
+            let dead = p.dead.is_some();
+            let in_local = self.local_present.remove(&p.line.seq);
+            let in_kafka = match &mut self.kafka {
+                Some(k) => k.present.remove(&p.line.seq),
+                None => true,
+            };
+            let local_wants = dead || self.local_records;
+            if (in_local || !local_wants) && in_kafka {
+                outcome.skipped += 1;
+                continue;
+            }
+            if dead {
+                outcome.dead_letters += 1;
+            } else {
+                outcome.records += 1;
+            }
+            if !in_kafka {
+                kafka_lines.push(PublishLine {
+                    kind: if dead {
+                        wecom_kafka::LineKind::DeadLetter
+                    } else {
+                        wecom_kafka::LineKind::Record
+                    },
+                    seq: p.line.seq,
+                    key: p.key.clone(),
+                    headers: self.headers(&p),
+                    payload: p.line.json.clone(),
+                });
+            }
+            if local_wants && !in_local {
+                local_lines.push(p.line);
+            }
+        }
+
+        // Kafka first: its acknowledgement takes longest, and a fatal broker error then leaves the local
+        // files untouched for this page too.
+        if let Some(k) = &self.kafka {
+            if !kafka_lines.is_empty() {
+                k.sink
+                    .publish(kafka_lines)
+                    .await
+                    .map_err(|e| kafka_err(&self.corp_id, &self.stream, e))?;
+            }
+        }
+        let local = self.local.clone();
+        let cursors = self.cursors.clone();
+        let stream = self.stream.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), wecom_store::StoreError> {
+            let mut sink = local.lock().unwrap_or_else(|p| p.into_inner());
+            if !local_lines.is_empty() {
+                sink.write_batch(&local_lines)?;
+            }
+            cursors.commit(&stream, cursor_after)
+        })
+        .await
+        .map_err(|e| internal(&self.corp_id, &self.stream, e))?
+        .map_err(|source| PipelineError::Store {
+            corp_id: self.corp_id.clone(),
+            stream: self.stream.clone(),
+            source,
+        })?;
+        Ok(outcome)
+    }
+
+    fn headers(&self, p: &Processed) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("corp_id".to_string(), self.corp_id.clone()),
+            ("stream".to_string(), self.stream.clone()),
+            ("seq".to_string(), p.line.seq.to_string()),
+            ("msgid".to_string(), p.msgid.clone()),
+            (
+                "schema".to_string(),
+                if p.dead.is_some() {
+                    wecom_model::record::DEADLETTER_SCHEMA_ID
+                } else {
+                    wecom_model::record::MESSAGE_SCHEMA_ID
+                }
+                .to_string(),
+            ),
+        ];
+        if let Some(t) = &p.msgtype {
+            h.push(("msgtype".to_string(), t.clone()));
+        }
+        h
+    }
+}
+
+fn internal(corp_id: &str, stream: &str, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Internal {
+        corp_id: corp_id.to_string(),
+        stream: stream.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn kafka_err(corp_id: &str, stream: &str, source: wecom_kafka::KafkaError) -> PipelineError {
+    PipelineError::Kafka {
+        corp_id: corp_id.to_string(),
+        stream: stream.to_string(),
+        source: Box::new(source),
+    }
+}

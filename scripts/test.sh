@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command. Starts the real services the tests talk to — an S3-compatible server (moto)
+# and a Kafka-protocol broker (tansu), both on loopback — fetches the official SDK library for the SDK tests,
+# runs the whole workspace's tests, and stops the services again whatever the outcome.
+# Slow things (the broker's first build, moto's virtualenv, the SDK wheel) are cached under
+# ${WECOM_CACHE_DIR:-$HOME/.cache/wecom-archive} and reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cleanup() {
+  scripts/test-services.sh stop >/dev/null 2>&1 || true
+  scripts/kafka-broker.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+eval "$(scripts/test-services.sh start)"
+eval "$(scripts/kafka-broker.sh start)"
+eval "$(scripts/fetch-sdk.sh)"
+# The SDK tests load the stand-in library (a cdylib cannot be a dev-dependency, so build it first).
+cargo build -p wecom-sdk-standin --locked
+
+cargo test --workspace --locked "$@"

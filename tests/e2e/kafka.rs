@@ -1,0 +1,240 @@
+//! The pipeline publishing to a real Kafka-protocol broker (tansu, started by scripts/kafka-broker.sh), read
+//! back with a plain consumer and checked against the simulator's ground truth — once straight through, once
+//! with the binary SIGKILLed at random moments.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
+use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
+use wecom_sim::{Fate, TruthItem};
+
+use crate::support::{fetch_faults, sim, write_config};
+
+fn brokers() -> String {
+    std::env::var("WECOM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "WECOM_TEST_KAFKA_BROKERS is not set: the Kafka tests need a real broker; \
+             run `eval \"$(scripts/kafka-broker.sh start)\"` first (scripts/test.sh does)"
+        )
+    })
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("e2e-{tag}-{}-{nanos:x}", std::process::id())
+}
+
+fn kafka_section(topic_prefix: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{}"
+partitions = 4
+message_timeout_ms = 30000
+
+[kafka.topics]
+messages = "{topic_prefix}.messages"
+media = "{topic_prefix}.media"
+deadletter = "{topic_prefix}.deadletter"
+"#,
+        brokers()
+    )
+}
+
+fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// Every record of `topic`, read from the beginning until `expected` arrived and a quiet second passed.
+async fn consume_all(topic: &str, expected: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut out = Vec::with_capacity(expected);
+    while out.len() < expected && Instant::now() < deadline {
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            out.push(r.expect("consume").detach());
+        }
+    }
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+        out.push(m.detach());
+    }
+    out
+}
+
+/// Every ok seq exactly once in the messages topic, every failing one exactly once in the dead-letter
+/// topic, and within each conversation (one partition) the records in seq order.
+async fn assert_exactly_once_in_kafka(prefix: &str, truth: &[TruthItem]) {
+    let ok: Vec<&TruthItem> = truth.iter().filter(|t| t.fate == Fate::Ok).collect();
+    let dead = truth.len() - ok.len();
+    let msgs = consume_all(&format!("{prefix}.messages"), ok.len()).await;
+    let mut count: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut by_key: BTreeMap<(String, i32), Vec<(i64, u64)>> = BTreeMap::new();
+    for m in &msgs {
+        let seq: u64 = header(m, "seq")
+            .and_then(|s| s.parse().ok())
+            .expect("seq header");
+        *count.entry(seq).or_default() += 1;
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+        by_key
+            .entry((key, m.partition()))
+            .or_default()
+            .push((m.offset(), seq));
+        assert_eq!(header(m, "schema"), Some("wecom-archive.message.v1"));
+    }
+    let twice: Vec<u64> = count
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(s, _)| *s)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} seqs published twice, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    let missing: Vec<u64> = ok
+        .iter()
+        .map(|t| t.seq)
+        .filter(|s| !count.contains_key(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} seqs missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(count.len(), ok.len(), "records the simulator never served");
+    let keys: std::collections::BTreeSet<&String> = by_key.keys().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), by_key.len(), "a conversation spans partitions");
+    for ((key, _), mut rows) in by_key {
+        rows.sort();
+        assert!(
+            rows.windows(2).all(|w| w[0].1 < w[1].1),
+            "conversation {key} out of seq order"
+        );
+    }
+    let dls = consume_all(&format!("{prefix}.deadletter"), dead).await;
+    let mut dl_seqs: Vec<u64> = dls
+        .iter()
+        .filter_map(|m| header(m, "seq")?.parse().ok())
+        .collect();
+    dl_seqs.sort_unstable();
+    let mut want: Vec<u64> = truth
+        .iter()
+        .filter(|t| t.fate != Fate::Ok)
+        .map(|t| t.seq)
+        .collect();
+    want.sort_unstable();
+    assert_eq!(dl_seqs, want, "dead letters in kafka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_every_seq_exactly_once_keyed_by_conversation() {
+    let server = sim(31, 20_000, fetch_faults()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("straight");
+    let extra = format!("{}\n", kafka_section(&prefix));
+    let path = write_config(
+        tmp.path(),
+        &server.base_url(),
+        &tmp.path().join("data"),
+        &extra,
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("[sink]", "[sink]\nkind = \"kafka\"");
+    std::fs::write(&path, text).expect("config");
+    let cfg = Config::load(&path).expect("config");
+    let source = Source::connect(&cfg).await.expect("source");
+    let opts = RunOptions {
+        stream: StreamSel::Corp,
+        follow: false,
+        progress: false,
+    };
+    let summary = wecom_pipeline::run(&cfg, &source, &opts, CancellationToken::new())
+        .await
+        .expect("run");
+    let truth = server.truth();
+    assert_eq!(summary.records + summary.dead_letters, truth.len() as u64);
+    assert_exactly_once_in_kafka(&prefix, &truth).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_publishing_still_exactly_once() {
+    let server = sim(37, 20_000, fetch_faults()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("killed");
+    let path = write_config(
+        tmp.path(),
+        &server.base_url(),
+        &tmp.path().join("data"),
+        &kafka_section(&prefix),
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("[sink]", "[sink]\nkind = \"both\"");
+    std::fs::write(&path, text).expect("config");
+    let bin = env!("CARGO_BIN_EXE_wecom-archive");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills >= 6 {
+            break;
+        }
+        let mut child = Command::new(bin)
+            .args(["run", "--until-caught-up", "--config"])
+            .arg(&path)
+            .env("WECOM_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..2500))).await;
+        match child.try_wait().expect("try_wait") {
+            Some(status) => {
+                assert!(status.success(), "run exited with {status}");
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                kills += 1;
+            }
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills before the run finished");
+    let status = Command::new(bin)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&path)
+        .env("WECOM_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()
+        .expect("final run");
+    assert!(status.success());
+    let truth = server.truth();
+    assert_exactly_once_in_kafka(&prefix, &truth).await;
+    crate::support::assert_conserved(
+        &truth,
+        &crate::support::read_output(&tmp.path().join("data")),
+    );
+    server.shutdown().await;
+}
