@@ -117,6 +117,11 @@ impl SimServer {
         self.shared.corpus.truth()
     }
 
+    /// Every access token issued so far (for tests that check no token reaches a log).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.issued_tokens()
+    }
+
     /// Request and fault counters so far.
     pub fn stats(&self) -> SimStats {
         self.shared.stats()

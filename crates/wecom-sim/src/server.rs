@@ -94,6 +94,13 @@ impl Shared {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens
+            .lock()
+            .map(|t| t.issued.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn set_faults(&self, faults: FaultConfig) {
         if let Ok(mut f) = self.faults.lock() {
             *f = faults;
