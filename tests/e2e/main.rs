@@ -5,4 +5,8 @@
 mod support;
 
 mod crash;
+mod kafka;
+mod ops;
 mod pipeline;
+mod replay;
+mod sdk;

@@ -11,6 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 
+mod check;
+mod replay_cmd;
+mod status;
+
 #[derive(Parser)]
 #[command(
     name = "wecom-archive",
@@ -27,6 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the project's HTTP archive contract from Tencent's Finance SDK (run it on the whitelisted host).
+    /// Items pass through still encrypted: the gateway holds the corp secret, never the private keys.
+    Gateway {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Address to listen on (loopback by default; put TLS in front before exposing it).
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: SocketAddr,
+    },
     /// Run the pipeline: walk the stream from the committed cursor, write records, commit.
     Run {
         #[arg(long, short)]
@@ -44,6 +57,22 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         room: Option<String>,
+    },
+    /// Replay a seq range (or rooms) from the service or the raw archive into an output and cursor of its
+    /// own (<data_dir>/<corp>/replays/<name>/), beside the live run; the same --name resumes.
+    Replay(replay_cmd::ReplayArgs),
+    /// Per stream: committed seq, newest seq known, lag, dead letters, last error (read from the data dir).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON (stable field names, see docs/metrics.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config: keyring (versions, sizes, file permissions), token, sink; exits non-zero on a failure.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
     Sim {
@@ -63,6 +92,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // An SDK worker child (started by the pipeline's worker pool): stdout belongs to its frame protocol, so
+    // this must come before any logging or runtime is set up.
+    if std::env::args().nth(1).as_deref() == Some(wecom_pipeline::sdk::WORKER_SUBCOMMAND) {
+        return wecom_sdk::worker::worker_main_with_args(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -136,13 +170,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             until_caught_up,
         } => {
             let cfg = Config::load(&config)?;
+            let signals = shutdown_on_signals();
+            if let Some(listen) = cfg.ops.listen {
+                wecom_pipeline::ops::serve(listen, signals.clone())
+                    .await
+                    .with_context(|| format!("ops server on {listen}"))?;
+            }
             let source = Source::connect(&cfg).await?;
             let opts = RunOptions {
                 stream: stream_sel(room),
                 follow: !until_caught_up,
                 progress: true,
             };
-            let result = wecom_pipeline::run(&cfg, &source, &opts, shutdown_on_signals()).await;
+            let result = wecom_pipeline::run(&cfg, &source, &opts, signals).await;
             source.shutdown().await;
             let summary = result?;
             info!(
@@ -162,6 +202,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&summary)?);
             Ok(())
         }
+        Command::Replay(args) => replay_cmd::run(args, shutdown_on_signals()).await,
+        Command::Status { config, json } => status::status(&config, json),
+        Command::Check { config } => check::check(&config).await,
+        Command::Gateway { config, listen } => gateway(&config, listen).await,
         Command::Sim {
             listen,
             seed,
@@ -194,3 +238,34 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `wecom-archive gateway`: the SDK pool behind the HTTP contract, guarded by a bearer token.
+async fn gateway(config: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let sdk = cfg.sdk.as_ref().with_context(|| {
+        format!(
+            "{}: the gateway needs an [sdk] section with the library path",
+            config.display()
+        )
+    })?;
+    let token = std::env::var(ENV_GATEWAY_TOKEN)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .with_context(|| format!("set {ENV_GATEWAY_TOKEN}: the bearer token clients must present (their corp secret)"))?;
+    let pool_cfg = wecom_pipeline::sdk::pool_config(sdk, &cfg.corp_id, &cfg.corp_secret)?;
+    let pool = wecom_sdk::SdkPool::start(pool_cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("corp {}: starting sdk workers: {e}", cfg.corp_id))?;
+    let mut gw = wecom_sdk::GatewayConfig::new(cfg.corp_id.clone(), wecom_sdk::Secret::new(token));
+    gw.listen = listen;
+    info!(%listen, corp = %cfg.corp_id, "sdk gateway listening");
+    let stop = shutdown_on_signals();
+    let served =
+        wecom_sdk::serve_gateway(pool.clone(), gw, async move { stop.cancelled().await }).await;
+    pool.shutdown().await;
+    served.map_err(|e| anyhow::anyhow!("gateway on {listen}: {e}"))?;
+    Ok(())
+}
+
+/// The gateway's bearer token (clients use it as their corp secret).
+const ENV_GATEWAY_TOKEN: &str = "WECOM_GATEWAY_TOKEN";

@@ -33,6 +33,21 @@ pub struct Config {
     #[serde(default)]
     pub pipeline: StageConfig,
     pub sink: SinkConfig,
+    /// The raw archive of encrypted pages (archive.rs).
+    #[serde(default)]
+    pub archive: crate::archive::ArchiveConfig,
+    /// Room backfill and room metadata (rooms.rs).
+    #[serde(default)]
+    pub rooms: crate::rooms::RoomsConfig,
+    /// The official SDK; required by `source.kind = "sdk"` and `cipher.kind = "sdk"`.
+    #[serde(default)]
+    pub sdk: Option<SdkConfig>,
+    /// The Kafka sink; required when `sink.kind` is `kafka` or `both`.
+    #[serde(default)]
+    pub kafka: Option<wecom_kafka::KafkaConfig>,
+    /// `/metrics`, `/health`, `/ready` and stuck-stage detection (docs/metrics.md).
+    #[serde(default)]
+    pub ops: crate::ops::OpsConfig,
 }
 
 #[derive(Clone, Deserialize)]
@@ -65,6 +80,38 @@ pub enum SourceConfig {
         #[serde(default)]
         sim: Box<SimConfig>,
     },
+    /// Tencent's Finance SDK (`GetChatData`) in supervised worker processes; needs the `[sdk]` section.
+    /// It has the corp stream only (no per-room paging).
+    Sdk {},
+}
+
+/// The official Finance SDK, run in worker processes (never in the pipeline's own): used by
+/// `source.kind = "sdk"`, `cipher.kind = "sdk"` and `wecom-archive gateway`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdkConfig {
+    /// Path of `libWeWorkFinanceSdk_C.so`.
+    pub library: PathBuf,
+    /// Worker processes; 0 means one per core (DecryptData is CPU-bound).
+    #[serde(default)]
+    pub workers: usize,
+    /// A request slower than this kills its (hung) worker.
+    #[serde(default = "default_sdk_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// The timeout passed to the SDK's network calls, in seconds.
+    #[serde(default = "default_sdk_timeout_secs")]
+    pub sdk_timeout_secs: u32,
+    /// Optional HTTP proxy for the SDK's traffic (`host:port`); its password comes from `WECOM_SDK_PROXY_PASSWORD`.
+    #[serde(default)]
+    pub proxy: Option<String>,
+}
+
+fn default_sdk_request_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_sdk_timeout_secs() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +144,9 @@ pub struct KeysConfig {
     /// One private key per `publickey_ver`. Every old key must stay listed: items keep their version forever.
     #[serde(default)]
     pub files: Vec<KeyFile>,
+    /// `wecom-archive check` refuses key files readable by group or other unless this is true.
+    #[serde(default)]
+    pub allow_insecure_permissions: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +170,8 @@ pub enum CipherKind {
     /// The simulator's documented scheme.
     #[default]
     Sim,
+    /// The official scheme: RSA unwrap in Rust with the keyring, then `DecryptData` in an SDK worker.
+    Sdk,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,11 +198,24 @@ impl Default for StageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
+    /// Where records go: `local` (segment files, the embedded default), `kafka`, or `both`. Dead letters
+    /// always go to local files as well (redrive reads them there), and to Kafka when it is configured.
+    #[serde(default)]
+    pub kind: SinkKind,
     /// Root of everything the pipeline writes locally (segments, cursors, dead letters).
     pub data_dir: PathBuf,
     /// A messages segment file is rotated when it would exceed this size.
     #[serde(default = "default_segment_max_bytes")]
     pub segment_max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    #[default]
+    Local,
+    Kafka,
+    Both,
 }
 
 fn default_segment_max_bytes() -> u64 {
@@ -169,12 +234,19 @@ pub struct Validated {
     pub retry: RetryPolicy,
     pub key_backend: RsaBackendKind,
     pub key_files: Vec<KeyFile>,
+    pub allow_insecure_key_permissions: bool,
     pub cipher: CipherKind,
     pub decrypt_workers: usize,
     pub decrypt_chunk: usize,
     pub fetch_queue_pages: usize,
     pub data_dir: PathBuf,
     pub segment_max_bytes: u64,
+    pub sink_kind: SinkKind,
+    pub kafka: Option<wecom_kafka::KafkaConfig>,
+    pub sdk: Option<SdkConfig>,
+    pub ops: crate::ops::OpsConfig,
+    pub archive: crate::archive::ArchiveConfig,
+    pub rooms: crate::rooms::RoomsConfig,
 }
 
 impl Config {
@@ -210,7 +282,7 @@ impl Config {
             (Some(s), _, _) => s.clone(),
             (None, Some(s), _) => s.clone(),
             (None, None, SourceConfig::Sim { sim }) => sim.corp_secret.clone(),
-            (None, None, SourceConfig::Http { .. }) => {
+            (None, None, SourceConfig::Http { .. } | SourceConfig::Sdk {}) => {
                 return Err(bad(format!(
                     "no corp secret: set {ENV_CORP_SECRET} (or corp.corp_secret in the file)"
                 )))
@@ -253,6 +325,36 @@ impl Config {
                 )));
             }
         }
+        let needs_sdk =
+            matches!(self.source, SourceConfig::Sdk {}) || self.cipher.kind == CipherKind::Sdk;
+        if needs_sdk {
+            match &self.sdk {
+                None => {
+                    return Err(bad(
+                        "source.kind = \"sdk\" and cipher.kind = \"sdk\" need an [sdk] section with the library path"
+                            .into(),
+                    ))
+                }
+                Some(sdk) if !sdk.library.is_file() => {
+                    return Err(bad(format!(
+                        "sdk.library {} does not exist (download libWeWorkFinanceSdk_C.so, see the README)",
+                        sdk.library.display()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if self.sink.kind != SinkKind::Local {
+            match &self.kafka {
+                None => {
+                    return Err(bad(format!(
+                        "sink.kind = {:?} needs a [kafka] section",
+                        self.sink.kind
+                    )))
+                }
+                Some(k) => k.validate().map_err(|e| bad(format!("[kafka]: {e}")))?,
+            }
+        }
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -268,12 +370,19 @@ impl Config {
             retry: self.fetch.retry,
             key_backend: self.keys.backend,
             key_files,
+            allow_insecure_key_permissions: self.keys.allow_insecure_permissions,
             cipher: self.cipher.kind,
             decrypt_workers: workers,
             decrypt_chunk: self.pipeline.decrypt_chunk.max(1),
             fetch_queue_pages: self.pipeline.fetch_queue_pages.max(1),
             data_dir: self.sink.data_dir,
             segment_max_bytes: self.sink.segment_max_bytes.max(4096),
+            sink_kind: self.sink.kind,
+            kafka: self.kafka,
+            sdk: self.sdk,
+            ops: self.ops,
+            archive: self.archive,
+            rooms: self.rooms,
         })
     }
 }

@@ -37,6 +37,18 @@ pub enum PipelineError {
         "{dir} is in use by another wecom-archive process (lock file {dir}/.lock); stop it first"
     )]
     Locked { dir: PathBuf },
+    /// The raw archive (object storage) failed.
+    #[error("corp {corp_id}: raw archive: {reason}")]
+    Archive { corp_id: String, reason: String },
+    #[error("corp {corp_id} stream {stream}: kafka sink: {source}")]
+    Kafka {
+        corp_id: String,
+        stream: String,
+        #[source]
+        source: Box<wecom_kafka::KafkaError>,
+    },
+    #[error("corp {corp_id}: sdk: {reason}")]
+    Sdk { corp_id: String, reason: String },
     #[error("simulator: {0}")]
     Sim(String),
     #[error("corp {corp_id} stream {stream}: {reason}")]

@@ -4,12 +4,18 @@
 //! Entry points: [`run::run`] (the live pipeline), [`redrive::redrive`] (re-process dead letters),
 //! [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the invariants.
 
+pub mod archive;
 pub mod config;
 pub mod error;
 mod lock;
+pub mod ops;
+pub mod outputs;
 pub mod process;
 pub mod redrive;
+pub mod replay;
+pub mod rooms;
 pub mod run;
+pub mod sdk;
 
 pub use config::{Config, Validated};
 pub use error::PipelineError;

@@ -27,19 +27,35 @@ pub struct Processed {
     pub dead: Option<DeadLetterReason>,
     /// msgtype of a record (for counters); `None` for dead letters and `switch`.
     pub msgtype: Option<String>,
+    /// Partition key: the record's conversation id; a dead letter's msgid.
+    pub key: String,
+    pub msgid: String,
+    /// The message's send time (ms), for latency; `None` for dead letters.
+    pub msgtime_ms: Option<u64>,
+}
+
+/// What a successfully decoded item carries besides its JSON line.
+struct Decoded {
+    json: Vec<u8>,
+    msgtype: Option<String>,
+    conversation_id: String,
+    msgtime_ms: Option<u64>,
 }
 
 impl Processor {
     pub fn process(&self, item: &ChatDataItem) -> Processed {
         match self.decode(item) {
-            Ok((json, msgtype)) => Processed {
+            Ok(d) => Processed {
                 line: OutputLine {
                     kind: LineKind::Record,
                     seq: item.seq,
-                    json,
+                    json: d.json,
                 },
                 dead: None,
-                msgtype,
+                msgtype: d.msgtype,
+                key: d.conversation_id,
+                msgid: item.msgid.clone(),
+                msgtime_ms: d.msgtime_ms,
             },
             Err((reason_kind, reason)) => {
                 let dl = DeadLetter::new(
@@ -66,15 +82,15 @@ impl Processor {
                     },
                     dead: Some(reason_kind),
                     msgtype: None,
+                    key: item.msgid.clone(),
+                    msgid: item.msgid.clone(),
+                    msgtime_ms: None,
                 }
             }
         }
     }
 
-    fn decode(
-        &self,
-        item: &ChatDataItem,
-    ) -> Result<(Vec<u8>, Option<String>), (DeadLetterReason, String)> {
+    fn decode(&self, item: &ChatDataItem) -> Result<Decoded, (DeadLetterReason, String)> {
         let key = self
             .keyring
             .unwrap_random_key(item.publickey_ver, &item.encrypt_random_key)
@@ -97,13 +113,17 @@ impl Processor {
             key_version: item.publickey_ver,
         };
         let record = normalize(&ctx, &msg);
-        let msgtype = record.msgtype.clone();
         let json = serde_json::to_vec(&record).map_err(|e| {
             (
                 DeadLetterReason::ParseFailed,
                 format!("serialize record: {e}"),
             )
         })?;
-        Ok((json, msgtype))
+        Ok(Decoded {
+            json,
+            msgtype: record.msgtype,
+            conversation_id: record.conversation_id,
+            msgtime_ms: record.msgtime_ms,
+        })
     }
 }

@@ -14,7 +14,7 @@ use crate::config::Validated;
 use crate::error::PipelineError;
 use crate::lock::StreamLock;
 use crate::process::Processor;
-use crate::run::{cipher_for, load_keyring, stream_dir, StreamSel};
+use crate::run::{load_keyring, stream_dir, StreamSel};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RedriveSummary {
@@ -30,11 +30,16 @@ pub struct RedriveSummary {
 pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSummary, PipelineError> {
     let corp_id = cfg.corp_id.clone();
     let name = stream.name();
+    let pool = if cfg.cipher == crate::config::CipherKind::Sdk {
+        crate::sdk::start_pool(cfg).await?
+    } else {
+        None
+    };
     let processor = Processor {
         corp_id: corp_id.clone().into(),
         stream: name.clone().into(),
         keyring: Arc::new(load_keyring(cfg)?),
-        cipher: cipher_for(cfg.cipher),
+        cipher: crate::sdk::cipher(cfg, pool.as_ref())?,
     };
     let dir = stream_dir(&cfg.data_dir, &corp_id, stream);
     let seg = cfg.segment_max_bytes;
@@ -86,11 +91,16 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
         summary.recovered = recovered.len() as u64;
         Ok(summary)
     });
-    job.await
+    let result = job
+        .await
         .map_err(|e| PipelineError::Internal {
             corp_id: corp_id.clone(),
             stream: name.clone(),
             reason: e.to_string(),
         })?
-        .map_err(|e| e.in_stream(&corp_id, &name))
+        .map_err(|e| e.in_stream(&corp_id, &name));
+    if let Some(pool) = pool {
+        pool.shutdown().await;
+    }
+    result
 }

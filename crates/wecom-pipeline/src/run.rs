@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,13 +17,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wecom_api::{ArchiveClient, ClientConfig, ErrorClass};
-use wecom_crypto::{Keyring, MessageCipher, SimCipher};
+use wecom_crypto::Keyring;
 use wecom_model::api::ChatDataItem;
-use wecom_store::{CursorStore, LocalSink, SinkOptions};
 
-use crate::config::{CipherKind, SourceConfig, Validated};
+use crate::config::{SourceConfig, Validated};
 use crate::error::PipelineError;
-use crate::lock::StreamLock;
+use crate::outputs::Outputs;
 use crate::process::{Processed, Processor};
 
 /// Which stream to walk.
@@ -44,7 +43,7 @@ impl StreamSel {
         }
     }
 
-    fn dir_name(&self) -> String {
+    pub(crate) fn dir_name(&self) -> String {
         match self {
             StreamSel::Corp => "corp".to_string(),
             StreamSel::Room(r) => format!(
@@ -86,7 +85,7 @@ pub struct RunSummary {
 
 /// Counters shared by the stages (progress line, summary).
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     fetched: AtomicU64,
     records: AtomicU64,
     dead: AtomicU64,
@@ -95,6 +94,8 @@ struct Counters {
     committed: AtomicU64,
     fetched_seq: AtomicU64,
     caught_up: AtomicBool,
+    /// Ops hooks: metrics, /ready, status.json (ops.rs).
+    probe: Arc<crate::ops::Probe>,
 }
 
 /// Where a stream's local output lives: `<data_dir>/<corp_id>/<stream>/`.
@@ -111,23 +112,36 @@ pub fn load_keyring(cfg: &Validated) -> Result<Keyring, PipelineError> {
     Ok(ring)
 }
 
-pub(crate) fn cipher_for(kind: CipherKind) -> Arc<dyn MessageCipher> {
-    match kind {
-        CipherKind::Sim => Arc::new(SimCipher),
-    }
-}
-
 /// A source the pipeline talks to: the HTTP client, plus the embedded simulator when there is one (kept
 /// alive for as long as the source is).
 pub struct Source {
     pub client: ArchiveClient,
     pub sim: Option<wecom_sim::SimServer>,
+    /// The SDK worker pool, when the source or the cipher is the SDK.
+    pub sdk: Option<wecom_sdk::SdkPool>,
+    /// The in-process gateway that serves the SDK source to `client`.
+    gateway: Option<wecom_sdk::GatewayHandle>,
 }
 
 impl Source {
     pub async fn connect(cfg: &Validated) -> Result<Self, PipelineError> {
+        let sdk = crate::sdk::start_pool(cfg).await?;
+        let mut secret = cfg.corp_secret.clone();
+        let mut gateway = None;
         let (base_url, sim) = match &cfg.source {
             SourceConfig::Http { base_url } => (base_url.clone(), None),
+            SourceConfig::Sdk {} => {
+                let pool = sdk.as_ref().ok_or_else(|| PipelineError::Sdk {
+                    corp_id: cfg.corp_id.clone(),
+                    reason: "source.kind = \"sdk\" needs the [sdk] section".into(),
+                })?;
+                let (handle, token) = crate::sdk::local_gateway(pool, &cfg.corp_id).await?;
+                info!(url = %handle.base_url(), "sdk source: in-process gateway started");
+                secret = token;
+                let url = handle.base_url();
+                gateway = Some(handle);
+                (url, None)
+            }
             SourceConfig::Sim { sim } => {
                 let mut sim = (**sim).clone();
                 sim.corp_id = cfg.corp_id.clone();
@@ -140,28 +154,40 @@ impl Source {
                 (server.base_url(), Some(server))
             }
         };
-        let mut client_cfg =
-            ClientConfig::new(base_url, cfg.corp_id.clone(), cfg.corp_secret.clone());
+        let mut client_cfg = ClientConfig::new(base_url, cfg.corp_id.clone(), secret);
         client_cfg.request_timeout = cfg.request_timeout;
         client_cfg.retry = cfg.retry.clone();
         let client = ArchiveClient::new(client_cfg).map_err(|source| PipelineError::Api {
             corp_id: cfg.corp_id.clone(),
             source: Box::new(source),
         })?;
-        Ok(Self { client, sim })
+        Ok(Self {
+            client,
+            sim,
+            sdk,
+            gateway,
+        })
     }
 
     pub async fn shutdown(self) {
         if let Some(sim) = self.sim {
             sim.shutdown().await;
         }
+        if let Some(g) = self.gateway {
+            if let Err(e) = g.shutdown().await {
+                warn!(error = %e, "in-process sdk gateway did not shut down cleanly");
+            }
+        }
+        if let Some(pool) = self.sdk {
+            pool.shutdown().await;
+        }
     }
 }
 
 /// A page of new items, ascending by seq, and the seq the cursor may move to once they are all written.
-struct Page {
-    items: Vec<ChatDataItem>,
-    cursor_after: u64,
+pub(crate) struct Page {
+    pub(crate) items: Vec<ChatDataItem>,
+    pub(crate) cursor_after: u64,
 }
 
 /// Runs the pipeline on one stream until caught up (`follow = false`), or until `shutdown` is cancelled.
@@ -172,64 +198,76 @@ pub async fn run(
     opts: &RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
+    let scope = crate::replay::Scope::live(cfg)?;
+    run_scoped(cfg, source, opts, &scope, shutdown).await
+}
+
+/// [`run`] within a [`crate::replay::Scope`]: another output directory, seq bounds, a record filter, the raw
+/// archive as the writer or as the source.
+pub(crate) async fn run_scoped(
+    cfg: &Validated,
+    source: &Source,
+    opts: &RunOptions,
+    scope: &crate::replay::Scope,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, PipelineError> {
     // Our own token: a failing stage stops the others without cancelling the caller's token.
     let shutdown = shutdown.child_token();
     let started = Instant::now();
     let stream = opts.stream.name();
     let corp_id = cfg.corp_id.clone();
-    let store_err = |source| PipelineError::Store {
-        corp_id: corp_id.clone(),
-        stream: stream.clone(),
-        source,
-    };
-
     let keyring = Arc::new(load_keyring(cfg)?);
     info!(corp = %corp_id, stream = %stream, versions = ?keyring.versions(), "keyring loaded");
-    let dir = stream_dir(&cfg.data_dir, &corp_id, &opts.stream);
-    let (sink, cursors, start_seq, mut present, _lock) = {
-        let dir = dir.clone();
-        let name = stream.clone();
-        let seg = cfg.segment_max_bytes;
-        tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-            let lock = StreamLock::acquire(&dir)?;
-            let cursors = CursorStore::open(&dir)?;
-            let start = cursors.load(&name)?.map_or(0, |c| c.seq);
-            let mut sink = LocalSink::open(
-                &dir,
-                SinkOptions {
-                    segment_max_bytes: seg,
-                    ..SinkOptions::default()
-                },
-            )?;
-            let report = sink.recover(start)?;
-            Ok((sink, cursors, start, report.present, lock))
-        })
-        .await
-        .map_err(|e| internal(&corp_id, &stream, e))?
-        .map_err(|e| e.in_stream(&corp_id, &stream))?
-    };
-    info!(corp = %corp_id, stream = %stream, after_seq = start_seq, already_in_sink = present.len(), dir = %dir.display(), "resuming");
+    let dir =
+        (scope.dir.clone()).unwrap_or_else(|| stream_dir(&cfg.data_dir, &corp_id, &opts.stream));
+    let (mut outputs, start_seq) = Outputs::open(cfg, &stream, dir).await?;
 
-    let counters = Arc::new(Counters::default());
+    let counters = scope.counters.clone().unwrap_or_default();
     counters.committed.store(start_seq, Ordering::Relaxed);
     let processor = Processor {
         corp_id: corp_id.clone().into(),
         stream: stream.clone().into(),
         keyring,
-        cipher: cipher_for(cfg.cipher),
+        cipher: crate::sdk::cipher(cfg, source.sdk.as_ref())?,
     };
 
     let (page_tx, page_rx) = mpsc::channel::<Page>(cfg.fetch_queue_pages);
-    let fetcher = tokio::spawn(fetch_loop(
+    let _ops = crate::ops::watch(
+        &cfg.ops,
+        &corp_id,
+        &stream,
+        &scope
+            .dir
+            .clone()
+            .unwrap_or_else(|| stream_dir(&cfg.data_dir, &corp_id, &opts.stream)),
+        counters.probe.clone(),
         source.client.clone(),
-        opts.clone(),
+        page_tx.downgrade(),
+        cfg.fetch_queue_pages,
         start_seq,
-        cfg.limit,
-        cfg.poll_interval,
-        page_tx,
-        counters.clone(),
-        shutdown.clone(),
-    ));
+    );
+    let fetcher = match scope.from_archive.clone() {
+        Some(archive) => tokio::spawn(crate::archive::fetch_loop(
+            archive,
+            stream.clone(),
+            start_seq,
+            scope.stop_after_seq,
+            page_tx,
+            counters.clone(),
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(fetch_loop(
+            source.client.clone(),
+            opts.clone(),
+            start_seq,
+            cfg.limit,
+            cfg.poll_interval,
+            page_tx,
+            counters.clone(),
+            shutdown.clone(),
+            scope.clone(),
+        )),
+    };
     let progress = opts
         .progress
         .then(|| tokio::spawn(progress_loop(counters.clone(), shutdown.child_token())));
@@ -253,11 +291,13 @@ pub async fn run(
     let results = jobs
         .map(|(items, end)| {
             let p = processor.clone();
+            let keep = scope.keep.clone();
             async move {
                 let out = tokio::task::spawn_blocking(move || {
                     items
                         .iter()
                         .map(|i| p.process(i))
+                        .filter(|o| keep.as_ref().is_none_or(|k| k(o)))
                         .collect::<Vec<Processed>>()
                 })
                 .await;
@@ -267,8 +307,6 @@ pub async fn run(
         .buffered(cfg.decrypt_workers);
     futures::pin_mut!(results);
 
-    let sink = Arc::new(Mutex::new(sink));
-    let cursors = Arc::new(cursors);
     let mut pending: Vec<Processed> = Vec::new();
     let mut sink_result: Result<(), PipelineError> = Ok(());
     while let Some((out, end)) = results.next().await {
@@ -279,50 +317,32 @@ pub async fn run(
                 break;
             }
         };
+        counters.probe.decrypted(&out);
         pending.extend(out);
         let Some(cursor_after) = end else { continue };
-        let batch: Vec<Processed> = std::mem::take(&mut pending)
-            .into_iter()
-            .filter(|p| {
-                let dup = present.remove(&p.line.seq);
-                if dup {
-                    counters.skipped.fetch_add(1, Ordering::Relaxed);
-                }
-                !dup
-            })
-            .collect();
-        let records = batch.iter().filter(|p| p.dead.is_none()).count() as u64;
-        let dead = batch.len() as u64 - records;
+        let batch = std::mem::take(&mut pending);
+        let acked = crate::ops::Acked::of(&batch);
         for p in batch.iter().filter(|p| p.dead.is_some()) {
             warn!(corp = %corp_id, stream = %stream, seq = p.line.seq, reason = ?p.dead, "item dead-lettered");
         }
-        let write = {
-            let sink = sink.clone();
-            let cursors = cursors.clone();
-            let stream = stream.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), wecom_store::StoreError> {
-                let lines: Vec<_> = batch.into_iter().map(|p| p.line).collect();
-                let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-                if !lines.is_empty() {
-                    sink.write_batch(&lines)?;
-                }
-                cursors.commit(&stream, cursor_after)
-            })
-            .await
-        };
-        match write {
-            Ok(Ok(())) => {
-                counters.records.fetch_add(records, Ordering::Relaxed);
-                counters.dead.fetch_add(dead, Ordering::Relaxed);
+        match outputs.write_page(batch, cursor_after).await {
+            Ok(outcome) => {
+                counters
+                    .records
+                    .fetch_add(outcome.records, Ordering::Relaxed);
+                counters
+                    .dead
+                    .fetch_add(outcome.dead_letters, Ordering::Relaxed);
+                counters
+                    .skipped
+                    .fetch_add(outcome.skipped, Ordering::Relaxed);
                 counters.committed.store(cursor_after, Ordering::Relaxed);
+                counters.probe.committed(cursor_after, acked);
                 debug!(corp = %corp_id, stream = %stream, seq = cursor_after, "committed");
             }
-            Ok(Err(e)) => {
-                sink_result = Err(store_err(e));
-                break;
-            }
             Err(e) => {
-                sink_result = Err(internal(&corp_id, &stream, e));
+                counters.probe.sink_failed(cursor_after, &e);
+                sink_result = Err(e);
                 break;
             }
         }
@@ -376,11 +396,12 @@ async fn fetch_loop(
     tx: mpsc::Sender<Page>,
     counters: Arc<Counters>,
     shutdown: CancellationToken,
+    scope: crate::replay::Scope,
 ) -> Result<(), PipelineError> {
     let stream = opts.stream.name();
     let mut last = after_seq;
     loop {
-        if shutdown.is_cancelled() {
+        if shutdown.is_cancelled() || scope.stop_after_seq.is_some_and(|s| last >= s) {
             return Ok(());
         }
         let call = async {
@@ -399,21 +420,44 @@ async fn fetch_loop(
             // waited out here rather than ending the run. The cursor stays where it is, so nothing is skipped.
             Err(e) if e.class() != ErrorClass::Fatal => {
                 warn!(corp = %client.corp_id(), stream = %stream, seq = last, error = %e, "fetch failed; retrying after the poll interval");
+                counters.probe.fetch_failed(last, &e);
                 tokio::select! {
                     () = tokio::time::sleep(poll.max(Duration::from_secs(1))) => continue,
                     () = shutdown.cancelled() => return Ok(()),
                 }
             }
             Err(source) => {
+                counters.probe.fetch_failed(last, &source);
                 return Err(PipelineError::Fetch {
                     corp_id: client.corp_id().to_string(),
                     stream: stream.clone(),
                     seq: last,
                     source: Box::new(source),
-                })
+                });
             }
         };
-        let page = dedupe(items, last);
+        let mut page = dedupe(items, last);
+        // Raw archive before the page moves on, so the archive is never behind the cursor; a failed
+        // write is retried like a fetch outage (the same page is asked for again).
+        if let Err(e) = scope
+            .page_fetched(client.corp_id(), &stream, &page.items)
+            .await
+        {
+            warn!(corp = %client.corp_id(), stream = %stream, seq = last, error = %e, "raw archive write failed; retrying after the poll interval");
+            tokio::select! {
+                () = tokio::time::sleep(poll.max(Duration::from_secs(1))) => continue,
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+        let reached_stop = scope.clip(&mut page.items);
+        if reached_stop && page.items.is_empty() {
+            return Ok(());
+        }
+        counters.probe.fetched(
+            page.items.len(),
+            page.dropped,
+            page.items.last().map_or(last, |i| i.seq),
+        );
         counters
             .duplicates
             .fetch_add(page.dropped as u64, Ordering::Relaxed);
@@ -442,6 +486,9 @@ async fn fetch_loop(
         tokio::select! {
             r = tx.send(page) => if r.is_err() { return Ok(()) },
             () = shutdown.cancelled() => return Ok(()),
+        }
+        if reached_stop {
+            return Ok(());
         }
     }
 }
@@ -495,6 +542,28 @@ async fn progress_loop(counters: Arc<Counters>, stop: CancellationToken) {
         let _ = err.flush();
     }
     eprintln!();
+}
+
+/// What other fetch stages (the raw archive's, in archive.rs) and the replay's progress line see.
+impl Counters {
+    pub(crate) fn page_fetched(&self, items: u64, dropped: u64, seq: u64) {
+        self.caught_up.store(false, Ordering::Relaxed);
+        self.duplicates.fetch_add(dropped, Ordering::Relaxed);
+        self.fetched.fetch_add(items, Ordering::Relaxed);
+        self.fetched_seq.store(seq, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Relaxed);
+    }
+
+    /// (items written, committed seq).
+    pub(crate) fn progress(&self) -> (u64, u64) {
+        (
+            self.records.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed),
+            self.committed.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[cfg(test)]

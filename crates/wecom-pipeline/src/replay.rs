@@ -1,0 +1,497 @@
+//! Replay: re-walk a stream from a saved seq into an output of its own, from the service or from the raw
+//! archive, for one stream, one room or several rooms.
+//!
+//! A replay is the live pipeline ([`crate::run`]) with a [`Scope`]: another output directory
+//! (`<data_dir>/<corp>/replays/<name>/<stream>/`, with its own cursor and lock, so it never touches the live
+//! stream's cursor or output and runs beside it), a start seq, an optional stop seq, an optional record
+//! filter, and optionally the raw archive instead of the service as the page source. Records are produced
+//! by the same processor as the live run, so a replayed range is byte-identical to the live output's.
+//! Stopping (Ctrl-C) commits in-flight pages; the same name resumes from its cursor.
+//!
+//! Seq spaces: `--from-seq`/`--to-seq` count in the walked stream's seq — corp seqs for the corp stream and
+//! for the roomid filter, the room's own seq when a room is paged through `groupchat/get`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wecom_store::LineKind;
+
+use crate::archive::RawArchive;
+use crate::config::{SinkKind, Validated};
+use crate::error::PipelineError;
+use crate::process::Processed;
+use crate::run::{run_scoped, Counters, RunOptions, RunSummary, Source, StreamSel};
+
+/// A first served seq this far past the requested one means the source skipped history: the requested seq
+/// is older than its retention window. (Real gaps between seqs are small; the simulator's are at most 5.)
+pub const RETENTION_GAP_SEQS: u64 = 64;
+
+/// Decides which processed items a scoped run writes (the roomid filter, msgid de-duplication).
+pub(crate) type Keep = Arc<dyn Fn(&Processed) -> bool + Send + Sync>;
+
+/// What makes a run a replay (or the live run: [`Scope::live`]).
+#[derive(Clone, Default)]
+pub(crate) struct Scope {
+    /// The stream directory; default: the live one.
+    pub dir: Option<PathBuf>,
+    /// The walk ends once the cursor reaches this seq; items past it are not written.
+    pub stop_after_seq: Option<u64>,
+    /// Raw archive written by the fetcher (live runs).
+    pub archive_writer: Option<RawArchive>,
+    /// Pages come from the raw archive instead of the service.
+    pub from_archive: Option<RawArchive>,
+    /// Items for which this returns false are not written (their seqs are still committed past).
+    pub keep: Option<Keep>,
+    pub retention: Option<Arc<RetentionCheck>>,
+    /// Shared counters (a replay's progress line sums its rooms).
+    pub counters: Option<Arc<Counters>>,
+}
+
+impl Scope {
+    /// The live run's scope: its own directory, no bounds, the raw archive when enabled.
+    pub fn live(cfg: &Validated) -> Result<Self, PipelineError> {
+        let archive_writer = if cfg.archive.enabled {
+            Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
+        } else {
+            None
+        };
+        Ok(Scope {
+            archive_writer,
+            ..Scope::default()
+        })
+    }
+
+    /// Called by the service fetcher with each new page before it goes to the decrypt stage: checks the
+    /// first page against retention, writes the raw archive.
+    pub(crate) async fn page_fetched(
+        &self,
+        corp_id: &str,
+        stream: &str,
+        items: &[wecom_model::api::ChatDataItem],
+    ) -> Result<(), PipelineError> {
+        let Some(first) = items.first() else {
+            return Ok(());
+        };
+        if let Some(r) = &self.retention {
+            r.observe(corp_id, stream, first.seq);
+        }
+        if let Some(a) = &self.archive_writer {
+            a.write_page(stream, items).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops items past the stop seq; true when the stop seq is reached (the walk ends after this page).
+    pub(crate) fn clip(&self, items: &mut Vec<wecom_model::api::ChatDataItem>) -> bool {
+        let Some(stop) = self.stop_after_seq else {
+            return false;
+        };
+        let before = items.len();
+        items.retain(|i| i.seq <= stop);
+        items.len() < before || items.last().is_some_and(|i| i.seq >= stop)
+    }
+}
+
+/// Watches the first page of a replay from the service for the sign of a seq older than retention.
+#[derive(Debug, Default)]
+pub struct RetentionCheck {
+    /// The seq the walk started after.
+    pub after_seq: u64,
+    first_served: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl RetentionCheck {
+    pub(crate) fn observe(&self, corp_id: &str, stream: &str, first_seq: u64) {
+        if self
+            .first_served
+            .compare_exchange(0, first_seq, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        if first_seq > self.after_seq.saturating_add(RETENTION_GAP_SEQS) {
+            self.warned.store(true, Ordering::SeqCst);
+            warn!(corp = %corp_id, stream = %stream, requested_from = self.after_seq + 1, first_served = first_seq,
+                "{}", self.message(first_seq));
+        }
+    }
+
+    fn message(&self, first_seq: u64) -> String {
+        format!(
+            "the source served nothing from seq {} to seq {}: that history is older than the source's retention \
+             window (5 days) and the service silently started later; replay it from the raw archive with --from-archive",
+            self.after_seq + 1,
+            first_seq - 1
+        )
+    }
+
+    fn first_served(&self) -> Option<u64> {
+        Some(self.first_served.load(Ordering::SeqCst)).filter(|s| *s > 0)
+    }
+
+    fn warning(&self) -> Option<String> {
+        let first = self.first_served()?;
+        self.warned
+            .load(Ordering::SeqCst)
+            .then(|| self.message(first))
+    }
+}
+
+/// What to replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    /// First seq to replay (inclusive).
+    pub from_seq: u64,
+    /// Last seq to replay (inclusive); none: until caught up.
+    pub to_seq: Option<u64>,
+    /// Replay these rooms only (room paging when the source can, the roomid filter otherwise).
+    pub rooms: Vec<String>,
+    /// Read the raw archive instead of calling the service.
+    pub from_archive: bool,
+    /// Name of the replay (its directory and cursor); default derived from the request.
+    pub name: Option<String>,
+    /// Root of the replay output instead of `<data_dir>/<corp>/replays/<name>`.
+    pub out_dir: Option<PathBuf>,
+    /// Print a progress line to stderr (only on a terminal).
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+impl ReplayRequest {
+    /// `seq-<from>-<to|end>[-archive][-rooms-<ids>]`.
+    pub fn default_name(&self) -> String {
+        let mut n = format!(
+            "seq-{}-{}",
+            self.from_seq,
+            self.to_seq.map_or("end".to_string(), |t| t.to_string())
+        );
+        if self.from_archive {
+            n.push_str("-archive");
+        }
+        if !self.rooms.is_empty() {
+            n.push_str("-rooms-");
+            n.push_str(&self.rooms.join("+"));
+        }
+        n.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaySummary {
+    pub name: String,
+    pub dir: PathBuf,
+    /// `service`, `archive`, `room-paging` or `room-filter` (with `-archive` when from the archive).
+    pub mode: String,
+    pub runs: Vec<RunSummary>,
+    pub records: u64,
+    pub dead_letters: u64,
+    /// The first seq the source served (a replay from the service).
+    pub first_seq_served: Option<u64>,
+    /// Set when the requested seq looks older than the source's retention.
+    pub retention_warning: Option<String>,
+}
+
+const REQUEST_FILE: &str = "replay.json";
+
+/// Runs a replay to its end (`to_seq` reached, or caught up), or until `shutdown` is cancelled.
+pub async fn replay(
+    cfg: &Validated,
+    source: &Source,
+    req: &ReplayRequest,
+    shutdown: CancellationToken,
+) -> Result<ReplaySummary, PipelineError> {
+    let bad = |reason: String| PipelineError::Config {
+        path: PathBuf::from("replay"),
+        reason,
+    };
+    if let Some(to) = req.to_seq {
+        if to < req.from_seq {
+            return Err(bad(format!(
+                "--to-seq {to} is before --from-seq {}",
+                req.from_seq
+            )));
+        }
+    }
+    let name = req.name.clone().unwrap_or_else(|| req.default_name());
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+    {
+        return Err(bad(format!(
+            "replay name {name:?} must be letters, digits and - _ . +"
+        )));
+    }
+    let root = req
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join(&cfg.corp_id).join("replays").join(&name));
+    check_request(&root, req, &cfg.corp_id)?;
+
+    // A replay writes local files only (the Kafka sink's replay topics come with it).
+    let mut rcfg = cfg.clone();
+    rcfg.sink_kind = SinkKind::Local;
+    rcfg.kafka = None;
+    let archive = if req.from_archive {
+        Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
+    } else {
+        None
+    };
+    let room_paging = !req.rooms.is_empty() && !req.from_archive && cfg.rooms.paging;
+    let mode = match (req.rooms.is_empty(), room_paging, req.from_archive) {
+        (true, _, false) => "service",
+        (true, _, true) => "archive",
+        (false, true, _) => "room-paging",
+        (false, false, false) => "room-filter",
+        (false, false, true) => "room-filter-archive",
+    }
+    .to_string();
+    let counters = Arc::new(Counters::default());
+    let stop = shutdown.child_token();
+    let progress = req.progress.then(|| {
+        tokio::spawn(progress_loop(
+            counters.clone(),
+            req.to_seq,
+            req.from_seq,
+            stop.clone(),
+        ))
+    });
+    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let dedupe_msgid: Keep = {
+        let seen = seen.clone();
+        Arc::new(move |p: &Processed| {
+            // Dead letters have no trustworthy msgid to compare (and are kept: nothing is dropped).
+            if p.line.kind != LineKind::Record {
+                return true;
+            }
+            let Some(msgid) = msgid_of(&p.line.json) else {
+                return true;
+            };
+            seen.lock().unwrap_or_else(|e| e.into_inner()).insert(msgid)
+        })
+    };
+    let opts = |stream: StreamSel| RunOptions {
+        stream,
+        follow: false,
+        progress: false,
+    };
+    let after = req.from_seq.saturating_sub(1);
+    info!(corp = %cfg.corp_id, name = %name, mode = %mode, from_seq = req.from_seq, to_seq = ?req.to_seq, dir = %root.display(), "replay starting");
+
+    let mut retention = None;
+    let runs: Vec<Result<RunSummary, PipelineError>> = if room_paging {
+        let parallel = cfg.rooms.parallel.max(1);
+        futures::stream::iter(req.rooms.iter().cloned())
+            .map(|room| {
+                let stream = StreamSel::Room(room);
+                let dir = root.join(stream.dir_name());
+                let scope = Scope {
+                    dir: Some(dir.clone()),
+                    stop_after_seq: req.to_seq,
+                    keep: Some(dedupe_msgid.clone()),
+                    counters: Some(counters.clone()),
+                    ..Scope::default()
+                };
+                let (rcfg, stop) = (&rcfg, stop.clone());
+                async move {
+                    start_cursor(&dir, &stream.name(), after).await?;
+                    run_scoped(rcfg, source, &opts(stream), &scope, stop).await
+                }
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await
+    } else {
+        let keep: Option<Keep> = (!req.rooms.is_empty()).then(|| {
+            let rooms: HashSet<String> = req.rooms.iter().cloned().collect();
+            let dedupe = dedupe_msgid.clone();
+            Arc::new(move |p: &Processed| {
+                // A dead letter's room is unknown (it did not decrypt): a room filter cannot claim it.
+                p.line.kind == LineKind::Record
+                    && roomid_of(&p.line.json).is_some_and(|r| rooms.contains(&r))
+                    && dedupe(p)
+            }) as Keep
+        });
+        let stream = StreamSel::Corp;
+        let dir = root.join(stream.dir_name());
+        // Resuming, the first page is not the requested seq's, so it says nothing about retention.
+        let fresh = start_cursor(&dir, &stream.name(), after).await?;
+        if archive.is_none() && fresh {
+            retention = Some(Arc::new(RetentionCheck {
+                after_seq: after,
+                ..RetentionCheck::default()
+            }));
+        }
+        let scope = Scope {
+            dir: Some(dir),
+            stop_after_seq: req.to_seq,
+            from_archive: archive.clone(),
+            keep,
+            retention: retention.clone(),
+            counters: Some(counters.clone()),
+            ..Scope::default()
+        };
+        vec![run_scoped(&rcfg, source, &opts(stream), &scope, stop.clone()).await]
+    };
+    stop.cancel();
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    let runs = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let summary = ReplaySummary {
+        name,
+        dir: root,
+        mode,
+        records: runs.iter().map(|r| r.records).sum(),
+        dead_letters: runs.iter().map(|r| r.dead_letters).sum(),
+        runs,
+        first_seq_served: retention.as_ref().and_then(|r| r.first_served()),
+        retention_warning: retention.as_ref().and_then(|r| r.warning()),
+    };
+    Ok(summary)
+}
+
+fn msgid_of(json: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct M {
+        msgid: String,
+    }
+    serde_json::from_slice::<M>(json).ok().map(|m| m.msgid)
+}
+
+fn roomid_of(json: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct R {
+        roomid: Option<String>,
+    }
+    serde_json::from_slice::<R>(json)
+        .ok()
+        .and_then(|r| r.roomid)
+        .filter(|r| !r.is_empty())
+}
+
+/// Commits the replay's start (`after`) as its cursor unless it has one; true when it was fresh.
+async fn start_cursor(dir: &Path, stream: &str, after: u64) -> Result<bool, PipelineError> {
+    let (dir, stream) = (dir.to_path_buf(), stream.to_string());
+    tokio::task::spawn_blocking(move || -> Result<bool, PipelineError> {
+        std::fs::create_dir_all(&dir).map_err(|source| {
+            PipelineError::Local(wecom_store::StoreError::Io {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+        let cursors = wecom_store::CursorStore::open(&dir)?;
+        if cursors.load(&stream)?.is_some() {
+            return Ok(false);
+        }
+        cursors.commit(&stream, after)?;
+        Ok(true)
+    })
+    .await
+    .map_err(|e| PipelineError::Internal {
+        corp_id: String::new(),
+        stream: "replay".into(),
+        reason: e.to_string(),
+    })?
+}
+
+/// Writes the request next to the replay output the first time; a later run with the same name must ask
+/// for the same replay (resuming a different range into the same cursor would mix two answers).
+fn check_request(root: &Path, req: &ReplayRequest, corp_id: &str) -> Result<(), PipelineError> {
+    let io = |path: &Path, source| {
+        PipelineError::Local(wecom_store::StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
+    let path = root.join(REQUEST_FILE);
+    let mut want = req.clone();
+    want.name = None;
+    want.out_dir = None;
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let have: ReplayRequest =
+                serde_json::from_slice(&bytes).map_err(|e| PipelineError::Internal {
+                    corp_id: corp_id.to_string(),
+                    stream: "replay".into(),
+                    reason: format!("{}: {e}", path.display()),
+                })?;
+            if have != want {
+                return Err(PipelineError::Config {
+                    path,
+                    reason: format!(
+                        "this replay name was started with another request ({have:?}); pick another --name"
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = root.join(format!("{REQUEST_FILE}.tmp"));
+            let json = serde_json::to_vec_pretty(&want).unwrap_or_default();
+            std::fs::write(&tmp, json).map_err(|e| io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+        }
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+async fn progress_loop(
+    counters: Arc<Counters>,
+    to_seq: Option<u64>,
+    from_seq: u64,
+    stop: CancellationToken,
+) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            () = stop.cancelled() => break,
+        }
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let (done, reached) = counters.progress();
+        let eta = match to_seq {
+            Some(to) if reached > from_seq => {
+                let rate = (reached - from_seq) as f64 / secs;
+                format!(
+                    ", ETA {:.0}s",
+                    to.saturating_sub(reached) as f64 / rate.max(1e-9)
+                )
+            }
+            _ => String::new(),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\rreplay: {done} items ({:.0}/s), seq reached {reached}{}{eta}    ",
+            done as f64 / secs,
+            to_seq.map_or(String::new(), |t| format!(" of {t}")),
+        );
+        let _ = err.flush();
+    }
+    eprintln!();
+}
