@@ -1,0 +1,358 @@
+//! The `[media]` config section (serde, `deny_unknown_fields`), its validated runtime form, and the
+//! object store built from it.
+//!
+//! ```toml
+//! [media]
+//! concurrency = 4
+//! part_size_bytes = 8388608
+//! [media.store]
+//! kind = "s3"                       # or "local" (the default: <data_dir>/objects)
+//! bucket = "wecom-media"
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! access_key_id = "AKIA..."
+//! # secret_access_key: prefer the environment, WECOM_S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY
+//! allow_http = true
+//! prefix = "archive/"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use serde::Deserialize;
+use wecom_api::Secret;
+
+use crate::error::MediaError;
+use crate::store::MediaStore;
+
+const MIB: usize = 1024 * 1024;
+/// S3 rejects parts (except the last) below 5 MiB.
+pub const S3_MIN_PART_SIZE: usize = 5 * MIB;
+
+/// Environment variables consulted, in this order, for the S3 secret; they override the file.
+pub const S3_SECRET_ENV: [&str; 2] = ["WECOM_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"];
+/// Environment variables consulted for the access key id when the file has none.
+pub const S3_ACCESS_KEY_ENV: [&str; 2] = ["WECOM_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"];
+
+/// The `[media]` section as written in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Run the media worker next to the pipeline.
+    pub enabled: bool,
+    /// Media objects transferred at once.
+    pub concurrency: usize,
+    /// Multipart part size; also the unit of memory per transfer (S3: at least 5 MiB).
+    pub part_size_bytes: usize,
+    /// Parts of one transfer being uploaded at once (memory per transfer is about
+    /// `part_size_bytes * (parts_in_flight + 1)`).
+    pub parts_in_flight: usize,
+    /// Whole download attempts per object (an md5/size mismatch or a failure that outlasts the
+    /// resumes starts a new attempt); then the object is recorded as `failed`. Media whose
+    /// message has no md5 gets twice as many (it is stored only when two downloads in a row agree).
+    pub max_attempts: u32,
+    /// Within one attempt, resumes in a row that bring no new byte before the attempt is given up.
+    pub max_stalled_resumes: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How often the tail looks for new record lines once caught up.
+    pub poll_interval_ms: u64,
+    /// Records read ahead of the oldest unfinished one (bounds the worker's bookkeeping).
+    pub max_window_records: usize,
+    /// A media-events file is rotated when it would grow past this.
+    pub events_file_max_bytes: u64,
+    /// fsync stored objects (local store), events and the position. Off only in benches.
+    pub fsync: bool,
+    pub store: MediaStoreConfig,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            enabled: true,
+            concurrency: 4,
+            part_size_bytes: 8 * MIB,
+            parts_in_flight: 2,
+            max_attempts: 5,
+            max_stalled_resumes: 10,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            poll_interval_ms: 1000,
+            max_window_records: 100_000,
+            events_file_max_bytes: 64 * MIB as u64,
+            fsync: true,
+            store: MediaStoreConfig::default(),
+        }
+    }
+}
+
+/// Where media objects go.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MediaStoreConfig {
+    /// A directory on local disk (default `<data_dir>/objects`).
+    Local {
+        #[serde(default)]
+        root: Option<PathBuf>,
+        /// Prepended to every object key (e.g. `archive/`).
+        #[serde(default)]
+        prefix: String,
+    },
+    /// Amazon S3 or an S3-compatible server.
+    S3 {
+        bucket: String,
+        /// For S3-compatible servers (path-style requests), e.g. `http://127.0.0.1:9000`.
+        #[serde(default)]
+        endpoint: Option<String>,
+        #[serde(default = "default_region")]
+        region: String,
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Better left out of the file: `WECOM_S3_SECRET_ACCESS_KEY` / `AWS_SECRET_ACCESS_KEY` override it.
+        #[serde(default)]
+        secret_access_key: Option<Secret>,
+        #[serde(default)]
+        allow_http: bool,
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+impl Default for MediaStoreConfig {
+    fn default() -> Self {
+        MediaStoreConfig::Local {
+            root: None,
+            prefix: String::new(),
+        }
+    }
+}
+
+/// The validated settings the worker runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaWorkerConfig {
+    pub concurrency: usize,
+    pub part_size: usize,
+    pub parts_in_flight: usize,
+    pub max_attempts: u32,
+    pub max_stalled_resumes: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub poll_interval: Duration,
+    pub max_window_records: usize,
+    pub events_file_max_bytes: u64,
+    pub fsync: bool,
+}
+
+impl Default for MediaWorkerConfig {
+    fn default() -> Self {
+        MediaConfig::default()
+            .worker_config()
+            .expect("the defaults are valid")
+    }
+}
+
+impl MediaConfig {
+    /// Checks ranges and returns the worker's runtime settings.
+    pub fn worker_config(&self) -> Result<MediaWorkerConfig, MediaError> {
+        let bad = |m: &str| Err(MediaError::Config(m.to_owned()));
+        if self.concurrency == 0 {
+            return bad("media.concurrency must be at least 1");
+        }
+        if self.part_size_bytes < 64 * 1024 {
+            return bad("media.part_size_bytes must be at least 64 KiB");
+        }
+        if matches!(self.store, MediaStoreConfig::S3 { .. })
+            && self.part_size_bytes < S3_MIN_PART_SIZE
+        {
+            return bad("media.part_size_bytes must be at least 5 MiB (5242880) for s3");
+        }
+        if self.parts_in_flight == 0 {
+            return bad("media.parts_in_flight must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return bad("media.max_attempts must be at least 1");
+        }
+        if self.initial_backoff_ms > self.max_backoff_ms {
+            return bad("media.initial_backoff_ms must not exceed media.max_backoff_ms");
+        }
+        if self.poll_interval_ms == 0 {
+            return bad("media.poll_interval_ms must be positive");
+        }
+        if self.max_window_records == 0 {
+            return bad("media.max_window_records must be at least 1");
+        }
+        Ok(MediaWorkerConfig {
+            concurrency: self.concurrency,
+            part_size: self.part_size_bytes,
+            parts_in_flight: self.parts_in_flight,
+            max_attempts: self.max_attempts,
+            max_stalled_resumes: self.max_stalled_resumes,
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            max_window_records: self.max_window_records,
+            events_file_max_bytes: self.events_file_max_bytes.max(1),
+            fsync: self.fsync,
+        })
+    }
+
+    /// Builds the object store of `[media.store]`; a local root defaults to `<data_dir>/objects`.
+    pub fn build_store(&self, data_dir: &Path) -> Result<MediaStore, MediaError> {
+        self.store.build(data_dir, self.fsync)
+    }
+}
+
+impl MediaStoreConfig {
+    /// Builds the store. The local root is created if missing. Secrets come from the environment
+    /// first (see [`S3_SECRET_ENV`]) and are never logged.
+    pub fn build(&self, data_dir: &Path, fsync: bool) -> Result<MediaStore, MediaError> {
+        match self {
+            MediaStoreConfig::Local { root, prefix } => {
+                let root = root.clone().unwrap_or_else(|| data_dir.join("objects"));
+                std::fs::create_dir_all(&root).map_err(MediaError::io(&root))?;
+                let fs = LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| store_err("local", &e))?
+                    .with_fsync(fsync)
+                    .with_automatic_cleanup(true);
+                let abs = std::fs::canonicalize(&root).map_err(MediaError::io(&root))?;
+                let base = format!(
+                    "file://{}/",
+                    abs.display().to_string().trim_end_matches('/')
+                );
+                let store: Arc<dyn ObjectStore> = Arc::new(fs);
+                MediaStore::new(store, prefix, base, 1)
+            }
+            MediaStoreConfig::S3 {
+                bucket,
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                allow_http,
+                prefix,
+            } => {
+                if bucket.is_empty() {
+                    return Err(MediaError::Config("media.store.bucket is empty".into()));
+                }
+                let mut b = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_allow_http(*allow_http);
+                if let Some(ep) = endpoint.as_deref().filter(|e| !e.is_empty()) {
+                    b = b.with_endpoint(ep);
+                }
+                let key_id = access_key_id
+                    .clone()
+                    .filter(|k| !k.is_empty())
+                    .or_else(|| first_env(&S3_ACCESS_KEY_ENV));
+                if let Some(k) = key_id {
+                    b = b.with_access_key_id(k);
+                }
+                let secret = first_env(&S3_SECRET_ENV)
+                    .map(Secret::new)
+                    .or_else(|| secret_access_key.clone().filter(|s| !s.is_empty()));
+                if let Some(s) = secret {
+                    b = b.with_secret_access_key(s.expose());
+                }
+                let s3 = b
+                    .build()
+                    .map_err(|e| store_err(&format!("s3 bucket {bucket}"), &e))?;
+                let store: Arc<dyn ObjectStore> = Arc::new(s3);
+                MediaStore::new(store, prefix, format!("s3://{bucket}/"), 2)
+            }
+        }
+    }
+}
+
+fn first_env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn store_err(store: &str, e: &object_store::Error) -> MediaError {
+    MediaError::Store {
+        store: store.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MediaConfig, String> {
+        toml::from_str::<MediaConfig>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_sections() {
+        let c = parse("").unwrap();
+        assert_eq!(c, MediaConfig::default());
+        assert_eq!(
+            c.store,
+            MediaStoreConfig::Local {
+                root: None,
+                prefix: String::new()
+            }
+        );
+
+        let c = parse(
+            "concurrency = 2\n[store]\nkind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://x\"\nallow_http = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.concurrency, 2);
+        match &c.store {
+            MediaStoreConfig::S3 {
+                bucket,
+                region,
+                allow_http,
+                ..
+            } => {
+                assert_eq!(bucket, "b");
+                assert_eq!(region, "us-east-1");
+                assert!(allow_http);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(parse("concurency = 2").is_err());
+        assert!(parse("[store]\nkind = \"local\"\nbucket = \"b\"").is_err());
+        assert!(parse("[store]\nkind = \"gcs\"").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let mut c = MediaConfig {
+            store: MediaStoreConfig::S3 {
+                bucket: "b".into(),
+                endpoint: None,
+                region: default_region(),
+                access_key_id: None,
+                secret_access_key: Some(Secret::new("hunter2")),
+                allow_http: false,
+                prefix: String::new(),
+            },
+            part_size_bytes: 1024 * 1024,
+            ..MediaConfig::default()
+        };
+        let err = c.worker_config().unwrap_err().to_string();
+        assert!(err.contains("5 MiB"), "{err}");
+        c.part_size_bytes = S3_MIN_PART_SIZE;
+        assert!(c.worker_config().is_ok());
+        c.concurrency = 0;
+        assert!(c.worker_config().is_err());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
