@@ -6,7 +6,9 @@ mod support;
 
 mod crash;
 mod kafka;
+mod media;
 mod ops;
 mod pipeline;
 mod replay;
+mod rooms;
 mod sdk;

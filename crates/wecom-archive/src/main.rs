@@ -182,9 +182,31 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 follow: !until_caught_up,
                 progress: true,
             };
+            let media = match wecom_pipeline::media::start(&cfg, &source, &opts.stream) {
+                Ok(m) => m,
+                Err(e) => {
+                    source.shutdown().await;
+                    return Err(e.into());
+                }
+            };
             let result = wecom_pipeline::run(&cfg, &source, &opts, signals).await;
+            // A batch run drains the media still pending; a stopped live run leaves it for next time.
+            let media = match media {
+                Some(m) => Some(m.finish(until_caught_up && result.is_ok()).await),
+                None => None,
+            };
             source.shutdown().await;
             let summary = result?;
+            if let Some(media) = media {
+                let m = media?;
+                info!(
+                    stored = m.objects_stored_total,
+                    failed = m.objects_failed_total,
+                    already_stored = m.objects_skipped_total,
+                    bytes = m.bytes_stored_total,
+                    "media worker finished"
+                );
+            }
             info!(
                 stream = %summary.stream,
                 committed_seq = summary.committed_seq,

@@ -39,6 +39,9 @@ pub struct Config {
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
+    /// The media worker; absent means off. It follows the local record output of the stream being run.
+    #[serde(default)]
+    pub media: Option<wecom_media::MediaConfig>,
     /// The official SDK; required by `source.kind = "sdk"` and `cipher.kind = "sdk"`.
     #[serde(default)]
     pub sdk: Option<SdkConfig>,
@@ -244,6 +247,7 @@ pub struct Validated {
     pub sink_kind: SinkKind,
     pub kafka: Option<wecom_kafka::KafkaConfig>,
     pub sdk: Option<SdkConfig>,
+    pub media: Option<wecom_media::MediaConfig>,
     pub ops: crate::ops::OpsConfig,
     pub archive: crate::archive::ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
@@ -327,22 +331,12 @@ impl Config {
         }
         let needs_sdk =
             matches!(self.source, SourceConfig::Sdk {}) || self.cipher.kind == CipherKind::Sdk;
-        if needs_sdk {
-            match &self.sdk {
-                None => {
-                    return Err(bad(
-                        "source.kind = \"sdk\" and cipher.kind = \"sdk\" need an [sdk] section with the library path"
-                            .into(),
-                    ))
-                }
-                Some(sdk) if !sdk.library.is_file() => {
-                    return Err(bad(format!(
-                        "sdk.library {} does not exist (download libWeWorkFinanceSdk_C.so, see the README)",
-                        sdk.library.display()
-                    )))
-                }
-                Some(_) => {}
-            }
+        // Whether the library loads is checked when the workers start (and by `wecom-archive check`).
+        if needs_sdk && self.sdk.is_none() {
+            return Err(bad(
+                "source.kind = \"sdk\" and cipher.kind = \"sdk\" need an [sdk] section with the library path"
+                    .into(),
+            ));
         }
         if self.sink.kind != SinkKind::Local {
             match &self.kafka {
@@ -355,6 +349,9 @@ impl Config {
                 Some(k) => k.validate().map_err(|e| bad(format!("[kafka]: {e}")))?,
             }
         }
+        self.rooms
+            .validate()
+            .map_err(|r| bad(format!("[rooms]: {r}")))?;
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -380,6 +377,7 @@ impl Config {
             sink_kind: self.sink.kind,
             kafka: self.kafka,
             sdk: self.sdk,
+            media: self.media,
             ops: self.ops,
             archive: self.archive,
             rooms: self.rooms,

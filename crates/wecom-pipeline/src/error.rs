@@ -49,6 +49,8 @@ pub enum PipelineError {
     },
     #[error("corp {corp_id}: sdk: {reason}")]
     Sdk { corp_id: String, reason: String },
+    #[error("corp {corp_id}: media worker: {reason}")]
+    Media { corp_id: String, reason: String },
     #[error("simulator: {0}")]
     Sim(String),
     #[error("corp {corp_id} stream {stream}: {reason}")]

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod config;
 pub mod error;
 mod lock;
+pub mod media;
 pub mod ops;
 pub mod outputs;
 pub mod process;

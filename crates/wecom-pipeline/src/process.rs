@@ -1,6 +1,7 @@
 //! Decrypt and normalize: one archive item in, one output line out — a normalized record, or a dead letter
-//! that keeps the raw item and says why. Pure CPU work with no I/O: the pipeline runs it on blocking threads,
-//! never on the async reactor.
+//! that keeps the raw item and says why. CPU work on blocking threads, never on the async reactor; the one
+//! exception to "no I/O" is the room metadata lookup of a record with a roomid ([`crate::rooms`]), which is
+//! answered from a cache and blocks on the runtime only on a miss (once per room per TTL).
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub struct Processor {
     pub stream: Arc<str>,
     pub keyring: Arc<Keyring>,
     pub cipher: Arc<dyn MessageCipher>,
+    /// Room metadata for `record.room`; `None`: records carry no `room` (redrive, `[rooms] enrich = false`).
+    pub rooms: Option<crate::rooms::RoomLookup>,
 }
 
 /// What one item became.
@@ -112,7 +115,10 @@ impl Processor {
             seq: item.seq,
             key_version: item.publickey_ver,
         };
-        let record = normalize(&ctx, &msg);
+        let mut record = normalize(&ctx, &msg);
+        if let (Some(rooms), Some(roomid)) = (&self.rooms, record.roomid.as_deref()) {
+            record.room = rooms.summary(roomid);
+        }
         let json = serde_json::to_vec(&record).map_err(|e| {
             (
                 DeadLetterReason::ParseFailed,

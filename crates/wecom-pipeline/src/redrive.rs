@@ -40,6 +40,8 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
         stream: name.clone().into(),
         keyring: Arc::new(load_keyring(cfg)?),
         cipher: crate::sdk::cipher(cfg, pool.as_ref())?,
+        // Redrive has no service to ask: recovered records carry no `room` (rooms.rs).
+        rooms: None,
     };
     let dir = stream_dir(&cfg.data_dir, &corp_id, stream);
     let seg = cfg.segment_max_bytes;

@@ -121,6 +121,8 @@ pub struct Source {
     pub sdk: Option<wecom_sdk::SdkPool>,
     /// The in-process gateway that serves the SDK source to `client`.
     gateway: Option<wecom_sdk::GatewayHandle>,
+    /// The room metadata cache (`[rooms] enrich`), shared by every run on this source (rooms.rs).
+    pub rooms: Option<Arc<crate::rooms::RoomCache>>,
 }
 
 impl Source {
@@ -161,11 +163,16 @@ impl Source {
             corp_id: cfg.corp_id.clone(),
             source: Box::new(source),
         })?;
+        let rooms = cfg
+            .rooms
+            .enrich
+            .then(|| Arc::new(crate::rooms::RoomCache::from_client(&client, &cfg.rooms)));
         Ok(Self {
             client,
             sim,
             sdk,
             gateway,
+            rooms,
         })
     }
 
@@ -229,6 +236,16 @@ pub(crate) async fn run_scoped(
         stream: stream.clone().into(),
         keyring,
         cipher: crate::sdk::cipher(cfg, source.sdk.as_ref())?,
+        // Room metadata from the source's shared cache; a replay from the raw archive must not call the
+        // service, so it gets the cache's offline view (rooms.rs).
+        rooms: source
+            .rooms
+            .as_ref()
+            .map(|c| match scope.from_archive {
+                Some(_) => Arc::new(c.offline()),
+                None => c.clone(),
+            })
+            .and_then(crate::rooms::RoomLookup::current),
     };
 
     let (page_tx, page_rx) = mpsc::channel::<Page>(cfg.fetch_queue_pages);

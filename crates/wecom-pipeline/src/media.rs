@@ -1,0 +1,127 @@
+//! The media worker beside the pipeline (`[media]`): it follows the stream's record output on its own
+//! position, so media never holds messages back, and shares the pipeline's HTTP client (one token cache).
+//! Its counters and the age of the oldest pending media item (the service deletes media after 5 days) are
+//! exported as metrics once a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use wecom_media::{MediaPaths, MediaStatsSnapshot, MediaWorker};
+
+use crate::config::{SinkKind, Validated};
+use crate::error::PipelineError;
+use crate::run::{stream_dir, Source, StreamSel};
+
+pub struct MediaTask {
+    worker: Arc<MediaWorker>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), wecom_media::MediaError>>,
+    exporter: JoinHandle<()>,
+    corp_id: String,
+}
+
+fn media_err(corp_id: &str, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Media {
+        corp_id: corp_id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Starts the worker for `stream` when `[media]` is configured and enabled; `None` otherwise.
+pub fn start(
+    cfg: &Validated,
+    source: &Source,
+    stream: &StreamSel,
+) -> Result<Option<MediaTask>, PipelineError> {
+    let Some(mcfg) = cfg.media.as_ref().filter(|m| m.enabled) else {
+        return Ok(None);
+    };
+    if cfg.sink_kind == SinkKind::Kafka {
+        return Err(media_err(
+            &cfg.corp_id,
+            "[media] follows the local record output, but sink.kind = \"kafka\" writes no local records: use \"both\" or disable media",
+        ));
+    }
+    let worker_cfg = mcfg
+        .worker_config()
+        .map_err(|e| media_err(&cfg.corp_id, e))?;
+    let store = mcfg
+        .build_store(&cfg.data_dir)
+        .map_err(|e| media_err(&cfg.corp_id, e))?;
+    let dir = stream_dir(&cfg.data_dir, &cfg.corp_id, stream);
+    let worker = Arc::new(
+        MediaWorker::new(
+            worker_cfg,
+            store,
+            source.client.clone(),
+            MediaPaths::under(&dir),
+        )
+        .map_err(|e| media_err(&cfg.corp_id, e))?,
+    );
+    let stop = CancellationToken::new();
+    let task = {
+        let (w, s) = (worker.clone(), stop.clone());
+        tokio::spawn(async move { w.run(s).await })
+    };
+    let exporter = {
+        let (w, s) = (worker.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => export(&w),
+                    () = s.cancelled() => { export(&w); break; }
+                }
+            }
+        })
+    };
+    info!(corp = %cfg.corp_id, dir = %dir.display(), "media worker started");
+    Ok(Some(MediaTask {
+        worker,
+        stop,
+        task,
+        exporter,
+        corp_id: cfg.corp_id.clone(),
+    }))
+}
+
+fn export(w: &MediaWorker) {
+    let s = w.stats();
+    metrics::counter!("wecom_media_bytes_stored_total").absolute(s.bytes_stored_total);
+    metrics::counter!("wecom_media_objects_total", "status" => "stored")
+        .absolute(s.objects_stored_total);
+    metrics::counter!("wecom_media_objects_total", "status" => "failed")
+        .absolute(s.objects_failed_total);
+    metrics::counter!("wecom_media_objects_total", "status" => "skipped")
+        .absolute(s.objects_skipped_total);
+    metrics::counter!("wecom_media_retries_total").absolute(s.retries_total);
+    metrics::counter!("wecom_media_resumes_total").absolute(s.resumes_total);
+    metrics::counter!("wecom_media_verify_failures_total").absolute(s.verify_failures_total);
+    metrics::gauge!("wecom_media_jobs_in_flight").set(s.jobs_in_flight as f64);
+    metrics::gauge!("wecom_media_oldest_pending_age_seconds")
+        .set(w.oldest_pending_age().map_or(0.0, |d| d.as_secs_f64()));
+}
+
+impl MediaTask {
+    /// Stops following. With `drain`, then processes everything the record output holds before returning
+    /// (a batch run); without, in-flight transfers are abandoned and redone next time.
+    pub async fn finish(self, drain: bool) -> Result<MediaStatsSnapshot, PipelineError> {
+        self.stop.cancel();
+        let ran = self.task.await.map_err(|e| media_err(&self.corp_id, e))?;
+        let _ = self.exporter.await;
+        ran.map_err(|e| media_err(&self.corp_id, e))?;
+        if drain {
+            let stats = self
+                .worker
+                .run_until_caught_up()
+                .await
+                .map_err(|e| media_err(&self.corp_id, e))?;
+            export(&self.worker);
+            return Ok(stats);
+        }
+        Ok(self.worker.stats())
+    }
+}
