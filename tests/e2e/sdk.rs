@@ -136,3 +136,55 @@ async fn the_gateway_serves_the_contract_from_the_sdk() {
     assert_conserved(&server.truth(), &read_output(&data));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_loads_the_real_sdk_library_in_a_worker() {
+    let lib = std::env::var("WECOM_TEST_SDK_LIB").unwrap_or_else(|_| {
+        panic!("WECOM_TEST_SDK_LIB is not set: run `eval \"$(scripts/fetch-sdk.sh)\"` first (scripts/test.sh does)")
+    });
+    let server = sim(47, 200, wecom_sim::FaultConfig::default()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = write_config(
+        tmp.path(),
+        &server.base_url(),
+        &tmp.path().join("data"),
+        &sdk_section(Path::new(&lib)),
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("[keys]\n", "[keys]\nallow_insecure_permissions = true\n");
+    std::fs::write(&path, text).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("WECOM_LOG", "warn")
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Init returned 0"), "{stdout}");
+
+    // A library that is not the SDK is reported by name, and check fails.
+    let bogus = tmp.path().join("libnot-the-sdk.so");
+    std::fs::write(&bogus, b"not a shared object").expect("write");
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace(&lib, &bogus.display().to_string());
+    std::fs::write(&path, text).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "check passed with a bogus library:\n{stdout}"
+    );
+    assert!(stdout.contains("libnot-the-sdk.so"), "{stdout}");
+    server.shutdown().await;
+}

@@ -38,6 +38,7 @@ pub async fn check(config: &Path) -> anyhow::Result<()> {
         }
     };
     check_keys(&cfg, &mut r);
+    check_sdk(&cfg, &mut r).await;
     check_token(&cfg, &mut r).await;
     check_sink(&cfg, &mut r);
     match r.failed() {
@@ -103,6 +104,24 @@ fn file_mode(m: &std::fs::Metadata) -> u32 {
 #[cfg(not(unix))]
 fn file_mode(_: &std::fs::Metadata) -> u32 {
     0o600
+}
+
+/// With `[sdk]`: the library loads in a worker process, every symbol of the header resolves, `Init` succeeds.
+async fn check_sdk(cfg: &Validated, r: &mut Report) {
+    let Some(sdk) = &cfg.sdk else { return };
+    let what = format!("sdk library {}", sdk.library.display());
+    let pc = match wecom_pipeline::sdk::pool_config(sdk, &cfg.corp_id, &cfg.corp_secret) {
+        Ok(pc) => pc,
+        Err(e) => return r.add(false, what, e.to_string()),
+    };
+    match wecom_sdk::SdkPool::check(pc).await {
+        Ok(()) => r.add(
+            true,
+            what,
+            "loads in a worker, all symbols resolve, Init returned 0",
+        ),
+        Err(e) => r.add(false, what, format!("corp {}: {e}", cfg.corp_id)),
+    }
 }
 
 async fn check_token(cfg: &Validated, r: &mut Report) {
