@@ -324,13 +324,53 @@ pub(crate) async fn run_scoped(
         .buffered(cfg.decrypt_workers);
     futures::pin_mut!(results);
 
+    // The sink stage runs as its own task behind a one-page channel, so decrypting the next page overlaps
+    // with writing (fsync, broker acks) the current one; memory stays bounded by that one page.
+    let (page_out, mut page_in) = mpsc::channel::<(Vec<Processed>, u64)>(1);
+    let sink_task = {
+        let counters = counters.clone();
+        let (corp_id, stream) = (corp_id.clone(), stream.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            while let Some((batch, cursor_after)) = page_in.recv().await {
+                let acked = crate::ops::Acked::of(&batch);
+                for p in batch.iter().filter(|p| p.dead.is_some()) {
+                    warn!(corp = %corp_id, stream = %stream, seq = p.line.seq, reason = ?p.dead, "item dead-lettered");
+                }
+                match outputs.write_page(batch, cursor_after).await {
+                    Ok(outcome) => {
+                        counters
+                            .records
+                            .fetch_add(outcome.records, Ordering::Relaxed);
+                        counters
+                            .dead
+                            .fetch_add(outcome.dead_letters, Ordering::Relaxed);
+                        counters
+                            .skipped
+                            .fetch_add(outcome.skipped, Ordering::Relaxed);
+                        counters.committed.store(cursor_after, Ordering::Relaxed);
+                        counters.probe.committed(cursor_after, acked);
+                        debug!(corp = %corp_id, stream = %stream, seq = cursor_after, "committed");
+                    }
+                    Err(e) => {
+                        counters.probe.sink_failed(cursor_after, &e);
+                        // Stop fetching and decrypting: nothing after this page may be committed.
+                        stop.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+
     let mut pending: Vec<Processed> = Vec::new();
-    let mut sink_result: Result<(), PipelineError> = Ok(());
+    let mut stage_result: Result<(), PipelineError> = Ok(());
     while let Some((out, end)) = results.next().await {
         let out = match out {
             Ok(o) => o,
             Err(e) => {
-                sink_result = Err(internal(&corp_id, &stream, e));
+                stage_result = Err(internal(&corp_id, &stream, e));
                 break;
             }
         };
@@ -338,32 +378,15 @@ pub(crate) async fn run_scoped(
         pending.extend(out);
         let Some(cursor_after) = end else { continue };
         let batch = std::mem::take(&mut pending);
-        let acked = crate::ops::Acked::of(&batch);
-        for p in batch.iter().filter(|p| p.dead.is_some()) {
-            warn!(corp = %corp_id, stream = %stream, seq = p.line.seq, reason = ?p.dead, "item dead-lettered");
-        }
-        match outputs.write_page(batch, cursor_after).await {
-            Ok(outcome) => {
-                counters
-                    .records
-                    .fetch_add(outcome.records, Ordering::Relaxed);
-                counters
-                    .dead
-                    .fetch_add(outcome.dead_letters, Ordering::Relaxed);
-                counters
-                    .skipped
-                    .fetch_add(outcome.skipped, Ordering::Relaxed);
-                counters.committed.store(cursor_after, Ordering::Relaxed);
-                counters.probe.committed(cursor_after, acked);
-                debug!(corp = %corp_id, stream = %stream, seq = cursor_after, "committed");
-            }
-            Err(e) => {
-                counters.probe.sink_failed(cursor_after, &e);
-                sink_result = Err(e);
-                break;
-            }
+        if page_out.send((batch, cursor_after)).await.is_err() {
+            break; // the sink task failed; its error is reported below
         }
     }
+    drop(page_out);
+    let sink_result = match sink_task.await {
+        Ok(r) => stage_result.and(r),
+        Err(e) => Err(internal(&corp_id, &stream, e)),
+    };
     // A sink failure stops the fetcher too; a fetch failure has already closed the channel.
     shutdown.cancel();
     let fetched = fetcher.await.map_err(|e| internal(&corp_id, &stream, e))?;
