@@ -15,7 +15,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -461,18 +460,7 @@ async fn progress_loop(
     from_seq: u64,
     stop: CancellationToken,
 ) {
-    use std::io::{IsTerminal, Write};
-    if !std::io::stderr().is_terminal() {
-        return;
-    }
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {},
-            () = stop.cancelled() => break,
-        }
-        let secs = started.elapsed().as_secs_f64().max(0.001);
+    crate::run::progress_line(stop, |secs| {
         let (done, reached) = counters.progress();
         let eta = match to_seq {
             Some(to) if reached > from_seq => {
@@ -484,14 +472,11 @@ async fn progress_loop(
             }
             _ => String::new(),
         };
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rreplay: {done} items ({:.0}/s), seq reached {reached}{}{eta}    ",
+        format!(
+            "replay: {done} items ({:.0}/s), seq reached {reached}{}{eta}",
             done as f64 / secs,
             to_seq.map_or(String::new(), |t| format!(" of {t}")),
-        );
-        let _ = err.flush();
-    }
-    eprintln!();
+        )
+    })
+    .await;
 }

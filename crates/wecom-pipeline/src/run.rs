@@ -552,6 +552,27 @@ pub(crate) fn dedupe(mut items: Vec<ChatDataItem>, after: u64) -> Deduped {
 }
 
 async fn progress_loop(counters: Arc<Counters>, stop: CancellationToken) {
+    progress_line(stop, |secs| {
+        let done = counters.records.load(Ordering::Relaxed) + counters.dead.load(Ordering::Relaxed);
+        let committed = counters.committed.load(Ordering::Relaxed);
+        let fetched = counters.fetched_seq.load(Ordering::Relaxed);
+        let state = if counters.caught_up.load(Ordering::Relaxed) {
+            "caught up".to_string()
+        } else {
+            format!("{} seqs in flight", fetched.saturating_sub(committed))
+        };
+        format!(
+            "{done} items ({:.0}/s), committed seq {committed}, dead letters {}, {state}",
+            done as f64 / secs,
+            counters.dead.load(Ordering::Relaxed),
+        )
+    })
+    .await;
+}
+
+/// Rewrites one status line on stderr every second until `stop`, when stderr is a terminal (quiet
+/// otherwise); `line` gets the seconds since the start.
+pub(crate) async fn progress_line(stop: CancellationToken, line: impl Fn(f64) -> String) {
     use std::io::{IsTerminal, Write};
     if !std::io::stderr().is_terminal() {
         return;
@@ -563,22 +584,9 @@ async fn progress_loop(counters: Arc<Counters>, stop: CancellationToken) {
             _ = tick.tick() => {},
             () = stop.cancelled() => break,
         }
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let done = counters.records.load(Ordering::Relaxed) + counters.dead.load(Ordering::Relaxed);
-        let committed = counters.committed.load(Ordering::Relaxed);
-        let fetched = counters.fetched_seq.load(Ordering::Relaxed);
-        let state = if counters.caught_up.load(Ordering::Relaxed) {
-            "caught up".to_string()
-        } else {
-            format!("{} seqs in flight", fetched.saturating_sub(committed))
-        };
+        let text = line(started.elapsed().as_secs_f64().max(0.001));
         let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r{done} items ({:.0}/s), committed seq {committed}, dead letters {}, {state}    ",
-            done as f64 / secs,
-            counters.dead.load(Ordering::Relaxed),
-        );
+        let _ = write!(err, "\r{text}    ");
         let _ = err.flush();
     }
     eprintln!();
