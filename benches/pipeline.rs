@@ -134,6 +134,7 @@ fn main() {
                     from_archive: true,
                     name: Some("bench".into()),
                     out_dir: None,
+                    kafka_topic: None,
                     progress: false,
                 };
                 let start = Instant::now();

@@ -238,3 +238,78 @@ async fn sigkill_while_publishing_still_exactly_once() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_to_a_topic_of_its_own_matches_the_live_output() {
+    let server = sim(59, 3_000, fetch_faults()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prefix = unique("replay");
+    let data = tmp.path().join("data");
+    let path = write_config(
+        tmp.path(),
+        &server.base_url(),
+        &data,
+        &kafka_section(&prefix),
+    );
+    let cfg = Config::load(&path).expect("config");
+    let source = Source::connect(&cfg).await.expect("source");
+    let opts = RunOptions {
+        stream: StreamSel::Corp,
+        follow: false,
+        progress: false,
+    };
+    wecom_pipeline::run(&cfg, &source, &opts, CancellationToken::new())
+        .await
+        .expect("live run");
+
+    // The live records of the range, byte for byte, from the local output.
+    let (from, to) = (1_000u64, 2_500u64);
+    let mut live: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for line in wecom_store::read_lines(&data.join("wwsimcorp0001/corp/messages")).expect("lines") {
+        let line = line.expect("line");
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        let seq = v["seq"].as_u64().expect("seq");
+        if (from..=to).contains(&seq) {
+            live.insert(seq, line);
+        }
+    }
+
+    let topic = format!("{prefix}.replay");
+    let req = |topic: &str| wecom_pipeline::replay::ReplayRequest {
+        from_seq: from,
+        to_seq: Some(to),
+        kafka_topic: Some(topic.to_string()),
+        name: Some("to-kafka".into()),
+        ..Default::default()
+    };
+    let err = wecom_pipeline::replay::replay(
+        &cfg,
+        &source,
+        &req(&format!("{prefix}.messages")),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("the live topic is refused");
+    assert!(err.to_string().contains("live topic"), "{err}");
+    let summary =
+        wecom_pipeline::replay::replay(&cfg, &source, &req(&topic), CancellationToken::new())
+            .await
+            .expect("replay");
+    assert_eq!(summary.records, live.len() as u64);
+
+    let msgs = consume_all(&topic, live.len()).await;
+    let mut replayed: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for m in &msgs {
+        let seq: u64 = header(m, "seq")
+            .and_then(|s| s.parse().ok())
+            .expect("seq header");
+        let prev = replayed.insert(seq, m.payload().unwrap_or_default().to_vec());
+        assert!(prev.is_none(), "seq {seq} replayed twice");
+    }
+    assert!(
+        replayed == live,
+        "replayed records differ from the live output"
+    );
+    source.shutdown().await;
+    server.shutdown().await;
+}

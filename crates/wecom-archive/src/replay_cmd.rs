@@ -7,12 +7,14 @@ use tracing::info;
 use wecom_pipeline::replay::{replay, ReplayRequest};
 use wecom_pipeline::{Config, Source};
 
-/// Where replayed records go. Only local files for now; Kafka (with `--topic`) comes with the Kafka sink.
-#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+/// Where replayed records go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReplaySink {
     /// Segment files under the replay's directory.
     #[default]
     Local,
+    /// A Kafka topic of the replay's own (`--topic`), on the brokers of `[kafka]`.
+    Kafka,
 }
 
 #[derive(clap::Args, Debug)]
@@ -39,15 +41,24 @@ pub struct ReplayArgs {
     /// Output directory instead of <data_dir>/<corp>/replays/<name>.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Where records go: only `local` for now (Kafka topics come with the Kafka sink).
+    /// Where records go: `local` segment files, or `kafka` (with --topic).
     #[arg(long, value_enum, default_value_t = ReplaySink::Local)]
     sink: ReplaySink,
+    /// The Kafka topic of this replay (with --sink kafka); dead letters go to `<topic>.deadletter`.
+    #[arg(long)]
+    topic: Option<String>,
 }
 
 pub async fn run(args: ReplayArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = Config::load(&args.config)?;
-    let ReplaySink::Local = args.sink;
+    let kafka_topic = match (args.sink, args.topic) {
+        (ReplaySink::Local, None) => None,
+        (ReplaySink::Kafka, Some(t)) => Some(t),
+        (ReplaySink::Kafka, None) => anyhow::bail!("--sink kafka needs --topic TOPIC"),
+        (ReplaySink::Local, Some(_)) => anyhow::bail!("--topic goes with --sink kafka"),
+    };
     let req = ReplayRequest {
+        kafka_topic,
         from_seq: args.from_seq,
         to_seq: args.to_seq,
         rooms: args.rooms,

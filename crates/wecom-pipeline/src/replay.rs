@@ -159,6 +159,11 @@ pub struct ReplayRequest {
     pub name: Option<String>,
     /// Root of the replay output instead of `<data_dir>/<corp>/replays/<name>`.
     pub out_dir: Option<PathBuf>,
+    /// Publish the replayed records to this Kafka topic (dead letters to `<topic>.deadletter`) instead of
+    /// local segment files. Never the live messages topic: the restart recovery tells streams apart by their
+    /// corp and stream headers, which a replay shares with the live run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_topic: Option<String>,
     /// Print a progress line to stderr (only on a terminal).
     #[serde(skip)]
     pub progress: bool,
@@ -243,12 +248,31 @@ pub async fn replay(
         .out_dir
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join(&cfg.corp_id).join("replays").join(&name));
+    // A replay writes local files, or its own Kafka topic (its cursor and dead letters stay local either way).
+    let mut rcfg = cfg.clone();
+    match &req.kafka_topic {
+        None => {
+            rcfg.sink_kind = SinkKind::Local;
+            rcfg.kafka = None;
+        }
+        Some(topic) => {
+            let Some(kafka) = rcfg.kafka.as_mut() else {
+                return Err(bad(
+                    "--sink kafka needs a [kafka] section in the config".into()
+                ));
+            };
+            if topic == &kafka.topics.messages || topic == &kafka.topics.deadletter {
+                return Err(bad(format!(
+                    "--topic {topic} is a live topic; a replay needs a topic of its own"
+                )));
+            }
+            kafka.topics.messages = topic.clone();
+            kafka.topics.deadletter = format!("{topic}.deadletter");
+            rcfg.sink_kind = SinkKind::Kafka;
+        }
+    }
     check_request(&root, req, &cfg.corp_id)?;
 
-    // A replay writes local files only (the Kafka sink's replay topics come with it).
-    let mut rcfg = cfg.clone();
-    rcfg.sink_kind = SinkKind::Local;
-    rcfg.kafka = None;
     let archive = if req.from_archive {
         Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
     } else {
