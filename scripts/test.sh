@@ -19,4 +19,10 @@ eval "$(scripts/fetch-sdk.sh)"
 # The SDK tests load the stand-in library (a cdylib cannot be a dev-dependency, so build it first).
 cargo build -p wecom-sdk-standin --locked
 
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo's own last line is a crate's doc-tests, often 0 of them).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
