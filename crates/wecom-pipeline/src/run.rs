@@ -305,12 +305,18 @@ pub(crate) async fn run_scoped(
         }
         futures::stream::iter(chunks)
     });
+    // At most `decrypt_workers` chunks decrypt at once (the permits); twice as many are in the ordered
+    // window, so a core never idles waiting for an earlier, slower chunk to be handed on.
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.decrypt_workers));
     let results = jobs
         .map(|(items, end)| {
             let p = processor.clone();
             let keep = scope.keep.clone();
+            let permits = permits.clone();
             async move {
+                let permit = permits.acquire_owned().await;
                 let out = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     items
                         .iter()
                         .map(|i| p.process(i))
@@ -321,7 +327,7 @@ pub(crate) async fn run_scoped(
                 (out, end)
             }
         })
-        .buffered(cfg.decrypt_workers);
+        .buffered(cfg.decrypt_workers * 2);
     futures::pin_mut!(results);
 
     // The sink stage runs as its own task behind a one-page channel, so decrypting the next page overlaps
