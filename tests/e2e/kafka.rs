@@ -16,7 +16,7 @@ use wecom_sim::{Fate, TruthItem};
 
 use crate::support::{fetch_faults, sim, write_config};
 
-fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     std::env::var("WECOM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
         panic!(
             "WECOM_TEST_KAFKA_BROKERS is not set: the Kafka tests need a real broker; \
@@ -25,14 +25,14 @@ fn brokers() -> String {
     })
 }
 
-fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("e2e-{tag}-{}-{nanos:x}", std::process::id())
 }
 
-fn kafka_section(topic_prefix: &str) -> String {
+pub(crate) fn kafka_section(topic_prefix: &str) -> String {
     format!(
         r#"
 [kafka]
@@ -49,7 +49,7 @@ deadletter = "{topic_prefix}.deadletter"
     )
 }
 
-fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     m.headers()?
         .iter()
         .find(|h| h.key == name)
@@ -57,7 +57,7 @@ fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 }
 
 /// Every record of `topic`, read from the beginning until `expected` arrived and a quiet second passed.
-async fn consume_all(topic: &str, expected: usize) -> Vec<OwnedMessage> {
+pub(crate) async fn consume_all(topic: &str, expected: usize) -> Vec<OwnedMessage> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))

@@ -182,7 +182,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 follow: !until_caught_up,
                 progress: true,
             };
-            let media = match wecom_pipeline::media::start(&cfg, &source, &opts.stream) {
+            let media = match wecom_pipeline::media::start(&cfg, &source, &opts.stream).await {
                 Ok(m) => m,
                 Err(e) => {
                     source.shutdown().await;

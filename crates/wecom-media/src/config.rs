@@ -15,6 +15,9 @@
 //! allow_http = true
 //! prefix = "archive/"
 //! ```
+//!
+//! With `sink.kind = "kafka"` the worker consumes the messages topic in the consumer group
+//! `kafka_group_id` (default `wecom-archive-media`) instead of tailing local segment files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +40,9 @@ pub const S3_MIN_PART_SIZE: usize = 5 * MIB;
 pub const S3_SECRET_ENV: [&str; 2] = ["WECOM_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"];
 /// Environment variables consulted for the access key id when the file has none.
 pub const S3_ACCESS_KEY_ENV: [&str; 2] = ["WECOM_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"];
+
+/// Default of `[media] kafka_group_id`.
+pub const DEFAULT_KAFKA_GROUP_ID: &str = "wecom-archive-media";
 
 /// The `[media]` section as written in the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,6 +73,9 @@ pub struct MediaConfig {
     pub events_file_max_bytes: u64,
     /// fsync stored objects (local store), events and the position. Off only in benches.
     pub fsync: bool,
+    /// Consumer group of the workers that consume the messages topic when records go to Kafka only
+    /// (`sink.kind = "kafka"`): the group's members share the topic's partitions.
+    pub kafka_group_id: String,
     pub store: MediaStoreConfig,
 }
 
@@ -85,6 +94,7 @@ impl Default for MediaConfig {
             max_window_records: 100_000,
             events_file_max_bytes: 64 * MIB as u64,
             fsync: true,
+            kafka_group_id: DEFAULT_KAFKA_GROUP_ID.to_owned(),
             store: MediaStoreConfig::default(),
         }
     }
@@ -188,6 +198,9 @@ impl MediaConfig {
         }
         if self.max_window_records == 0 {
             return bad("media.max_window_records must be at least 1");
+        }
+        if self.kafka_group_id.trim().is_empty() {
+            return bad("media.kafka_group_id is empty");
         }
         Ok(MediaWorkerConfig {
             concurrency: self.concurrency,

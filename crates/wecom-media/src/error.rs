@@ -29,6 +29,10 @@ pub enum MediaError {
     /// A state file exists but cannot be used.
     #[error("{path}: {reason}")]
     State { path: PathBuf, reason: String },
+    /// Publishing a media event to Kafka or consuming the messages topic failed: stop, the
+    /// position does not move.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A worker task panicked or was cancelled from outside.
     #[error("media job task failed: {0}")]
     Task(String),

@@ -8,6 +8,10 @@
 //! reference ([`transfer`] has the details), appends one [`MediaEvent`] per job to
 //! `<data>/media-events/`, and then commits its position.
 //!
+//! When records go to Kafka only, the worker consumes the messages topic in a consumer group
+//! instead of tailing the files, and it can also publish every event to the media topic
+//! ([`MediaWorker::with_kafka_records`], [`MediaWorker::with_kafka_events`]; see `kafka.rs`).
+//!
 //! Invariants:
 //! - **A half-written or unverified object is never visible under its final key.**
 //! - **The position never passes a record with an unfinished media job** (crash-safe, at-least-once
@@ -19,6 +23,7 @@
 mod config;
 mod error;
 mod events;
+mod kafka;
 mod stats;
 mod store;
 mod tail;
@@ -27,8 +32,8 @@ pub mod transfer;
 mod worker;
 
 pub use config::{
-    MediaConfig, MediaStoreConfig, MediaWorkerConfig, S3_ACCESS_KEY_ENV, S3_MIN_PART_SIZE,
-    S3_SECRET_ENV,
+    MediaConfig, MediaStoreConfig, MediaWorkerConfig, DEFAULT_KAFKA_GROUP_ID, S3_ACCESS_KEY_ENV,
+    S3_MIN_PART_SIZE, S3_SECRET_ENV,
 };
 pub use error::MediaError;
 pub use events::{read_events, MediaEvent, MediaEventStatus, MEDIA_EVENT_SCHEMA_ID};

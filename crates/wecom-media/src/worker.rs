@@ -5,6 +5,10 @@
 //! longest prefix of records whose jobs all ended (stored or failed) *and* whose events are
 //! fsynced. A crash or a dropped worker therefore loses no job; it may repeat some (the repeat
 //! finds the object stored and reports it again).
+//!
+//! With [`MediaWorker::with_kafka_records`] the records come from the messages topic (consumer
+//! group) instead of the segment files, and the same rule holds per partition for the committed
+//! offsets (`kafka.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use wecom_store::CursorStore;
 use crate::config::MediaWorkerConfig;
 use crate::error::MediaError;
 use crate::events::{EventLog, MediaEvent, MediaEventStatus, MEDIA_EVENT_SCHEMA_ID};
+use crate::kafka::{KafkaAck, KafkaAcks, KafkaRecords, RecordConsumer};
 use crate::stats::{MediaStats, MediaStatsSnapshot};
 use crate::store::MediaStore;
 use crate::tail::{Position, TailReader};
@@ -81,6 +86,8 @@ struct RecordView {
     #[serde(default)]
     msgtime_ms: Option<u64>,
     #[serde(default)]
+    conversation_id: Option<String>,
+    #[serde(default)]
     media: Vec<MediaRef>,
 }
 
@@ -98,6 +105,18 @@ struct Shared {
     /// One lock per object key: identical media of concurrent jobs is fetched once.
     key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: AtomicBool,
+    /// Publishes every event to the Kafka media topic too (`with_kafka_events`).
+    event_sink: Option<wecom_kafka::KafkaSink>,
+    /// Consume records from the messages topic instead of tailing files (`with_kafka_records`).
+    records: Option<KafkaRecords>,
+    kafka_acks: Arc<KafkaAcks>,
+}
+
+/// How a finished job is acknowledged: to the file tail's tracker or a partition's.
+#[derive(Debug, Clone, Copy)]
+enum Ack {
+    Tail(u64),
+    Kafka(KafkaAck),
 }
 
 /// The media worker. Cheap to clone (clones share state); one `run` at a time.
@@ -143,8 +162,39 @@ impl MediaWorker {
                 committed: tokio::sync::Mutex::new(None),
                 key_locks: Mutex::new(HashMap::new()),
                 running: AtomicBool::new(false),
+                event_sink: None,
+                records: None,
+                kafka_acks: Arc::new(KafkaAcks::default()),
             }),
         })
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::get_mut(&mut self.shared).expect("configure the media worker before cloning it")
+    }
+
+    /// Also publishes every media event to `topics.media` of `sink`, before the position may pass
+    /// its record (at-least-once, like the local events). Call before cloning the worker.
+    #[must_use]
+    pub fn with_kafka_events(mut self, sink: wecom_kafka::KafkaSink) -> Self {
+        self.shared_mut().event_sink = Some(sink);
+        self
+    }
+
+    /// Reads records from `config.topics.messages` as a member of the consumer group `group_id`
+    /// instead of tailing the segment files; the position is then the group's committed offsets
+    /// (the position file is not used). Call before cloning the worker.
+    #[must_use]
+    pub fn with_kafka_records(
+        mut self,
+        config: wecom_kafka::KafkaConfig,
+        group_id: impl Into<String>,
+    ) -> Self {
+        self.shared_mut().records = Some(KafkaRecords {
+            config,
+            group_id: group_id.into(),
+        });
+        self
     }
 
     pub fn stats(&self) -> MediaStatsSnapshot {
@@ -158,13 +208,18 @@ impl MediaWorker {
     /// Age (from its message time) of the oldest media job read but not finished. The service
     /// deletes media after 5 days: alert well before. `None` when nothing is pending.
     pub fn oldest_pending_age(&self) -> Option<Duration> {
-        let ms = lock(&self.shared.tracker).oldest_pending_msgtime_ms()?;
+        let tail = lock(&self.shared.tracker).oldest_pending_msgtime_ms();
+        let kafka = self.shared.kafka_acks.oldest_pending_msgtime_ms();
+        let ms = match (tail, kafka) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         Some(Duration::from_millis(now_unix_ms().saturating_sub(ms)))
     }
 
     /// Media jobs read but not finished.
     pub fn pending_jobs(&self) -> usize {
-        lock(&self.shared.tracker).pending_jobs()
+        lock(&self.shared.tracker).pending_jobs() + self.shared.kafka_acks.pending_jobs()
     }
 
     /// The committed seq (`media` cursor): every record up to the committed position, whose
@@ -208,20 +263,45 @@ impl MediaWorker {
         }
         let _running = Running(&self.shared.running);
 
-        let start = self.load_position()?;
         *lock(&self.shared.tracker) = AckTracker::new();
         *self.shared.committed.lock().await = None;
-        tracing::info!(
-            position = ?start,
-            store = ?self.shared.store,
-            "media worker starting"
-        );
-
+        self.shared.kafka_acks.reset();
         let jobs_cancel = shutdown.child_token();
         let mut joins: JoinSet<Result<(), MediaError>> = JoinSet::new();
-        let result = self
-            .pump(until_caught_up, &shutdown, &jobs_cancel, &mut joins, start)
-            .await;
+
+        let (result, consumer) = match &self.shared.records {
+            None => {
+                let start = self.load_position()?;
+                tracing::info!(
+                    position = ?start,
+                    store = ?self.shared.store,
+                    "media worker starting"
+                );
+                let r = self
+                    .pump(until_caught_up, &shutdown, &jobs_cancel, &mut joins, start)
+                    .await;
+                (r, None)
+            }
+            Some(records) => {
+                let consumer = Arc::new(records.consumer(self.shared.kafka_acks.clone())?);
+                tracing::info!(
+                    topic = %records.config.topics.messages,
+                    group = %records.group_id,
+                    store = ?self.shared.store,
+                    "media worker starting (kafka consumer group)"
+                );
+                let r = self
+                    .pump_kafka(
+                        &consumer,
+                        until_caught_up,
+                        &shutdown,
+                        &jobs_cancel,
+                        &mut joins,
+                    )
+                    .await;
+                (r, Some(consumer))
+            }
+        };
         if result.is_err() || shutdown.is_cancelled() {
             jobs_cancel.cancel();
         }
@@ -231,7 +311,10 @@ impl MediaWorker {
                 first_err.get_or_insert(e);
             }
         }
-        let commit = self.commit().await;
+        let commit = match consumer {
+            None => self.commit().await,
+            Some(consumer) => self.commit_kafka(consumer, true).await,
+        };
         match (first_err, commit) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
@@ -311,32 +394,175 @@ impl MediaWorker {
                     record.msgtime_ms,
                     record.media.len(),
                 );
-                let ctx = Arc::new(RecordCtx {
-                    corp_id: record.corp_id,
-                    stream: record.stream,
-                    seq: record.seq,
-                    msgid: record.msgid,
-                });
-                for media in record.media {
-                    let permit = tokio::select! {
-                        p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-                        () = shutdown.cancelled() => return Ok(()),
-                    };
-                    let worker = self.clone();
-                    let ctx = ctx.clone();
-                    let cancel = jobs_cancel.clone();
-                    joins.spawn(
-                        async move { worker.job(ordinal, ctx, media, cancel, permit).await },
-                    );
+                if !self
+                    .spawn_jobs(
+                        record,
+                        Ack::Tail(ordinal),
+                        &permits,
+                        shutdown,
+                        jobs_cancel,
+                        joins,
+                    )
+                    .await
+                {
+                    return Ok(());
                 }
             }
             self.commit().await?;
         }
     }
 
+    /// Spawns one job per media reference of `record`. False when `shutdown` came first.
+    async fn spawn_jobs(
+        &self,
+        record: RecordView,
+        ack: Ack,
+        permits: &Arc<Semaphore>,
+        shutdown: &CancellationToken,
+        jobs_cancel: &CancellationToken,
+        joins: &mut JoinSet<Result<(), MediaError>>,
+    ) -> bool {
+        let ctx = Arc::new(RecordCtx {
+            corp_id: record.corp_id,
+            stream: record.stream,
+            seq: record.seq,
+            msgid: record.msgid,
+            conversation_id: record.conversation_id,
+        });
+        for media in record.media {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                () = shutdown.cancelled() => return false,
+            };
+            let worker = self.clone();
+            let ctx = ctx.clone();
+            let cancel = jobs_cancel.clone();
+            joins.spawn(async move { worker.job(ack, ctx, media, cancel, permit).await });
+        }
+        true
+    }
+
+    /// The Kafka counterpart of `pump`: records come from the consumer group, finished prefixes
+    /// are committed per partition every poll interval.
+    async fn pump_kafka(
+        &self,
+        consumer: &Arc<RecordConsumer>,
+        until_caught_up: bool,
+        shutdown: &CancellationToken,
+        jobs_cancel: &CancellationToken,
+        joins: &mut JoinSet<Result<(), MediaError>>,
+    ) -> Result<(), MediaError> {
+        use rdkafka::Message;
+        let shared = &self.shared;
+        let permits = Arc::new(Semaphore::new(shared.config.concurrency));
+        let mut tick = tokio::time::interval(shared.config.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = tokio::time::Instant::now();
+        loop {
+            while let Some(r) = joins.try_join_next() {
+                flatten(r)?;
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if shared.kafka_acks.window() >= shared.config.max_window_records && !joins.is_empty() {
+                tokio::select! {
+                    r = joins.join_next() => { if let Some(r) = r { flatten(r)?; } }
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+                continue;
+            }
+            tokio::select! {
+                m = consumer.recv() => {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "media worker: kafka consume error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    let (partition, offset) = (m.partition(), m.offset());
+                    if !shared.kafka_acks.owns(partition) {
+                        // fetched before the partition was revoked: its new owner reads it
+                        continue;
+                    }
+                    let record = m.payload().and_then(parse_record);
+                    drop(m);
+                    let Some(record) = record else {
+                        shared.stats.add_record(false);
+                        tracing::warn!(partition, offset, "media worker skips a message that is not a message record");
+                        shared.kafka_acks.push(partition, offset, 0, None, 0);
+                        continue;
+                    };
+                    shared.stats.add_record(true);
+                    let ack = shared.kafka_acks.push(
+                        partition,
+                        offset,
+                        record.seq,
+                        record.msgtime_ms,
+                        record.media.len(),
+                    );
+                    if !self
+                        .spawn_jobs(record, Ack::Kafka(ack), &permits, shutdown, jobs_cancel, joins)
+                        .await
+                    {
+                        return Ok(());
+                    }
+                }
+                _ = tick.tick() => {
+                    self.commit_kafka(consumer.clone(), false).await?;
+                    if until_caught_up && joins.is_empty() && shared.kafka_acks.window() == 0 {
+                        let c = consumer.clone();
+                        let topic = self.records_topic();
+                        let waited = started.elapsed() > Duration::from_secs(15);
+                        let done = tokio::task::spawn_blocking(move || {
+                            crate::kafka::caught_up(&c, &topic, waited)
+                        })
+                        .await
+                        .map_err(|e| MediaError::Task(e.to_string()))??;
+                        if done {
+                            return Ok(());
+                        }
+                    }
+                }
+                () = shutdown.cancelled() => return Ok(()),
+                Some(r) = joins.join_next(), if !joins.is_empty() => flatten(r)?,
+            }
+        }
+    }
+
+    fn records_topic(&self) -> String {
+        self.shared
+            .records
+            .as_ref()
+            .map(|r| r.config.topics.messages.clone())
+            .unwrap_or_default()
+    }
+
+    /// Commits the finished prefix of every partition (`fin`: synchronously, everything).
+    async fn commit_kafka(
+        &self,
+        consumer: Arc<RecordConsumer>,
+        fin: bool,
+    ) -> Result<(), MediaError> {
+        let acks = self.shared.kafka_acks.clone();
+        let topic = self.records_topic();
+        let mode = if fin {
+            rdkafka::consumer::CommitMode::Sync
+        } else {
+            rdkafka::consumer::CommitMode::Async
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::kafka::commit(&consumer, &acks, &topic, mode, fin)
+        })
+        .await
+        .map_err(|e| MediaError::Task(e.to_string()))?
+    }
+
     async fn job(
         &self,
-        ordinal: u64,
+        ack: Ack,
         ctx: Arc<RecordCtx>,
         media: MediaRef,
         cancel: CancellationToken,
@@ -468,11 +694,25 @@ impl MediaWorker {
         event.at_unix_ms = now_unix_ms();
 
         let events = shared.events.clone();
-        tokio::task::spawn_blocking(move || lock(&events).append(&event))
-            .await
-            .map_err(|e| MediaError::Task(e.to_string()))??;
-        lock(&shared.tracker).done(ordinal);
-        self.commit().await
+        let event = tokio::task::spawn_blocking(move || {
+            lock(&events).append(&event)?;
+            Ok::<_, MediaError>(event)
+        })
+        .await
+        .map_err(|e| MediaError::Task(e.to_string()))??;
+        if let Some(sink) = &shared.event_sink {
+            crate::kafka::publish_event(sink, &event, ctx.conversation_id.as_deref()).await?;
+        }
+        match ack {
+            Ack::Tail(ordinal) => {
+                lock(&shared.tracker).done(ordinal);
+                self.commit().await
+            }
+            Ack::Kafka(ack) => {
+                shared.kafka_acks.done(ack);
+                Ok(())
+            }
+        }
     }
 
     fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -576,6 +816,7 @@ struct RecordCtx {
     stream: String,
     seq: u64,
     msgid: String,
+    conversation_id: Option<String>,
 }
 
 fn parse_record(line: &[u8]) -> Option<RecordView> {

@@ -39,7 +39,8 @@ pub struct Config {
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
-    /// The media worker; absent means off. It follows the local record output of the stream being run.
+    /// The media worker; absent means off. It follows the local record output of the stream being run, or,
+    /// with `sink.kind = "kafka"`, consumes the messages topic in a consumer group.
     #[serde(default)]
     pub media: Option<wecom_media::MediaConfig>,
     /// The official SDK; required by `source.kind = "sdk"` and `cipher.kind = "sdk"`.

@@ -31,7 +31,13 @@ fn media_err(corp_id: &str, e: impl std::fmt::Display) -> PipelineError {
 }
 
 /// Starts the worker for `stream` when `[media]` is configured and enabled; `None` otherwise.
-pub fn start(
+///
+/// With `[kafka]` and `sink.kind = "kafka"` or `"both"`, every media event is also published to
+/// `topics.media` before the worker's position passes its record. With `sink.kind = "kafka"` there are
+/// no local records to follow: the worker consumes `topics.messages` in the consumer group
+/// `[media] kafka_group_id` instead (every worker of the group shares the partitions; offsets are
+/// committed only past records whose media jobs all finished).
+pub async fn start(
     cfg: &Validated,
     source: &Source,
     stream: &StreamSel,
@@ -39,12 +45,16 @@ pub fn start(
     let Some(mcfg) = cfg.media.as_ref().filter(|m| m.enabled) else {
         return Ok(None);
     };
-    if cfg.sink_kind == SinkKind::Kafka {
-        return Err(media_err(
-            &cfg.corp_id,
-            "[media] follows the local record output, but sink.kind = \"kafka\" writes no local records: use \"both\" or disable media",
-        ));
-    }
+    let kafka = match (&cfg.sink_kind, &cfg.kafka) {
+        (SinkKind::Kafka | SinkKind::Both, Some(k)) => Some(k),
+        (SinkKind::Kafka, None) => {
+            return Err(media_err(
+                &cfg.corp_id,
+                "sink.kind = \"kafka\" needs a [kafka] section",
+            ))
+        }
+        _ => None,
+    };
     let worker_cfg = mcfg
         .worker_config()
         .map_err(|e| media_err(&cfg.corp_id, e))?;
@@ -52,15 +62,24 @@ pub fn start(
         .build_store(&cfg.data_dir)
         .map_err(|e| media_err(&cfg.corp_id, e))?;
     let dir = stream_dir(&cfg.data_dir, &cfg.corp_id, stream);
-    let worker = Arc::new(
-        MediaWorker::new(
-            worker_cfg,
-            store,
-            source.client.clone(),
-            MediaPaths::under(&dir),
-        )
-        .map_err(|e| media_err(&cfg.corp_id, e))?,
-    );
+    let mut worker = MediaWorker::new(
+        worker_cfg,
+        store,
+        source.client.clone(),
+        MediaPaths::under(&dir),
+    )
+    .map_err(|e| media_err(&cfg.corp_id, e))?;
+    if let Some(kcfg) = kafka {
+        // also creates the topics when allowed, so the messages topic exists before we subscribe
+        let sink = wecom_kafka::KafkaSink::connect(kcfg)
+            .await
+            .map_err(|e| media_err(&cfg.corp_id, e))?;
+        worker = worker.with_kafka_events(sink);
+        if cfg.sink_kind == SinkKind::Kafka {
+            worker = worker.with_kafka_records(kcfg.clone(), mcfg.kafka_group_id.clone());
+        }
+    }
+    let worker = Arc::new(worker);
     let stop = CancellationToken::new();
     let task = {
         let (w, s) = (worker.clone(), stop.clone());
