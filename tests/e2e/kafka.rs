@@ -3,10 +3,8 @@
 //! with the binary SIGKILLed at random moments.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{ClientConfig, Message};
@@ -193,43 +191,7 @@ async fn sigkill_while_publishing_still_exactly_once() {
         .expect("config")
         .replace("[sink]", "[sink]\nkind = \"both\"");
     std::fs::write(&path, text).expect("config");
-    let bin = env!("CARGO_BIN_EXE_wecom-archive");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 6 {
-            break;
-        }
-        let mut child = Command::new(bin)
-            .args(["run", "--until-caught-up", "--config"])
-            .arg(&path)
-            .env("WECOM_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..2500))).await;
-        match child.try_wait().expect("try_wait") {
-            Some(status) => {
-                assert!(status.success(), "run exited with {status}");
-                break;
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                let _ = child.wait();
-                kills += 1;
-            }
-        }
-    }
-    assert!(kills >= 5, "only {kills} kills before the run finished");
-    let status = Command::new(bin)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(&path)
-        .env("WECOM_LOG", "warn")
-        .stdout(Stdio::null())
-        .status()
-        .expect("final run");
-    assert!(status.success());
+    crate::support::run_with_random_kills(&path, 5, 5).await;
     let truth = server.truth();
     assert_exactly_once_in_kafka(&prefix, &truth).await;
     crate::support::assert_conserved(

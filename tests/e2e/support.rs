@@ -153,3 +153,47 @@ pub fn assert_conserved(truth: &[TruthItem], out: &BTreeMap<u64, Seen>) {
         "seqs the simulator never served: {extra:?}"
     );
 }
+
+/// Runs `wecom-archive run --until-caught-up --config path` again and again, SIGKILLing it at random
+/// moments (seeded), until at least `min_kills` kills happened; then lets one run finish uninterrupted.
+pub async fn run_with_random_kills(path: &Path, seed: u64, min_kills: u32) {
+    use rand::{Rng, SeedableRng};
+    let bin = env!("CARGO_BIN_EXE_wecom-archive");
+    let run = || {
+        let mut c = std::process::Command::new(bin);
+        c.args(["run", "--until-caught-up", "--config"])
+            .arg(path)
+            .env("WECOM_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        c
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = 0;
+    for _ in 0..40 {
+        if kills > min_kills {
+            break;
+        }
+        let mut child = run()
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn wecom-archive");
+        tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(200..2500))).await;
+        match child.try_wait().expect("try_wait") {
+            Some(status) => {
+                assert!(status.success(), "run exited with {status}");
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                kills += 1;
+            }
+        }
+    }
+    assert!(
+        kills >= min_kills,
+        "only {kills} kills happened before the run finished"
+    );
+    let status = run().status().expect("final run");
+    assert!(status.success(), "final run exited with {status}");
+}

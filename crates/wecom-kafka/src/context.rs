@@ -72,6 +72,11 @@ impl ClientContext for SinkContext {
     }
 
     fn error(&self, error: RdError, reason: &str) {
+        // End of partition is how the recovery scan knows it read a partition to its end: not a problem.
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(target: "librdkafka", reason, "end of partition");
+            return;
+        }
         // Transport errors are retried by librdkafka; a fatal one also fails the next delivery.
         tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
     }
