@@ -62,6 +62,15 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// A failure of the pipeline's own machinery (a task that panicked or was cancelled) in a stream.
+    pub fn internal(corp_id: &str, stream: &str, e: impl std::fmt::Display) -> Self {
+        PipelineError::Internal {
+            corp_id: corp_id.to_string(),
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        }
+    }
+
     /// Names the corp and stream in a storage error raised where they were not at hand.
     pub fn in_stream(self, corp_id: &str, stream: &str) -> Self {
         match self {

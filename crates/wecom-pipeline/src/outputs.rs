@@ -73,7 +73,7 @@ impl Outputs {
                 Ok((lock, cursors, start, sink, report.present))
             })
             .await
-            .map_err(|e| internal(&corp_id, stream, e))?
+            .map_err(|e| PipelineError::internal(&corp_id, stream, e))?
             .map_err(|e| e.in_stream(&corp_id, stream))?;
 
         let kafka = match (&cfg.sink_kind, &cfg.kafka) {
@@ -174,7 +174,7 @@ impl Outputs {
             cursors.commit(&stream, cursor_after)
         })
         .await
-        .map_err(|e| internal(&self.corp_id, &self.stream, e))?
+        .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
         .map_err(|source| PipelineError::Store {
             corp_id: self.corp_id.clone(),
             stream: self.stream.clone(),
@@ -203,14 +203,6 @@ impl Outputs {
             h.push(("msgtype".to_string(), t.clone()));
         }
         h
-    }
-}
-
-fn internal(corp_id: &str, stream: &str, e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Internal {
-        corp_id: corp_id.to_string(),
-        stream: stream.to_string(),
-        reason: e.to_string(),
     }
 }
 

@@ -95,11 +95,7 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
     });
     let result = job
         .await
-        .map_err(|e| PipelineError::Internal {
-            corp_id: corp_id.clone(),
-            stream: name.clone(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| PipelineError::internal(&corp_id, &name, e))?
         .map_err(|e| e.in_stream(&corp_id, &name));
     if let Some(pool) = pool {
         pool.shutdown().await;

@@ -376,7 +376,7 @@ pub(crate) async fn run_scoped(
         let out = match out {
             Ok(o) => o,
             Err(e) => {
-                stage_result = Err(internal(&corp_id, &stream, e));
+                stage_result = Err(PipelineError::internal(&corp_id, &stream, e));
                 break;
             }
         };
@@ -391,11 +391,13 @@ pub(crate) async fn run_scoped(
     drop(page_out);
     let sink_result = match sink_task.await {
         Ok(r) => stage_result.and(r),
-        Err(e) => Err(internal(&corp_id, &stream, e)),
+        Err(e) => Err(PipelineError::internal(&corp_id, &stream, e)),
     };
     // A sink failure stops the fetcher too; a fetch failure has already closed the channel.
     shutdown.cancel();
-    let fetched = fetcher.await.map_err(|e| internal(&corp_id, &stream, e))?;
+    let fetched = fetcher
+        .await
+        .map_err(|e| PipelineError::internal(&corp_id, &stream, e))?;
     if let Some(p) = progress {
         p.abort();
     }
@@ -413,14 +415,6 @@ pub(crate) async fn run_scoped(
         duplicates_dropped: counters.duplicates.load(Ordering::Relaxed),
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
-}
-
-fn internal(corp_id: &str, stream: &str, e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Internal {
-        corp_id: corp_id.to_string(),
-        stream: stream.to_string(),
-        reason: e.to_string(),
-    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -504,11 +498,9 @@ async fn fetch_loop(
             page.dropped,
             page.items.last().map_or(last, |i| i.seq),
         );
-        counters
-            .duplicates
-            .fetch_add(page.dropped as u64, Ordering::Relaxed);
+        let cursor_after = page.items.last().map_or(last, |i| i.seq);
+        counters.page_fetched(page.items.len() as u64, page.dropped as u64, cursor_after);
         if page.items.is_empty() {
-            counters.caught_up.store(true, Ordering::Relaxed);
             if !opts.follow {
                 info!(stream = %stream, seq = last, "caught up");
                 return Ok(());
@@ -518,12 +510,6 @@ async fn fetch_loop(
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
-        counters.caught_up.store(false, Ordering::Relaxed);
-        let cursor_after = page.items.last().map_or(last, |i| i.seq);
-        counters
-            .fetched
-            .fetch_add(page.items.len() as u64, Ordering::Relaxed);
-        counters.fetched_seq.store(cursor_after, Ordering::Relaxed);
         last = cursor_after;
         let page = Page {
             items: page.items,
@@ -600,8 +586,10 @@ pub(crate) async fn progress_line(stop: CancellationToken, line: impl Fn(f64) ->
 
 /// What other fetch stages (the raw archive's, in archive.rs) and the replay's progress line see.
 impl Counters {
+    /// A page came back with `items` new items (none: caught up) and `dropped` repeats; `seq` is the
+    /// largest seq seen so far.
     pub(crate) fn page_fetched(&self, items: u64, dropped: u64, seq: u64) {
-        self.caught_up.store(false, Ordering::Relaxed);
+        self.caught_up.store(items == 0, Ordering::Relaxed);
         self.duplicates.fetch_add(dropped, Ordering::Relaxed);
         self.fetched.fetch_add(items, Ordering::Relaxed);
         self.fetched_seq.store(seq, Ordering::Relaxed);
