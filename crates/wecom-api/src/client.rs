@@ -17,9 +17,9 @@ use serde_json::Value;
 use crate::config::{ClientConfig, RetryPolicy};
 use crate::endpoint;
 use crate::error::{ApiError, ErrorClass};
-use crate::secret::Secret;
 use crate::stats::{ClientStats, Stats};
 use crate::wire::{self, ChatDataItem, RoomInfo};
+use crate::Secret;
 
 /// Largest page `get_chat_data` and `room_items` accept.
 pub const MAX_LIMIT: u32 = 1000;

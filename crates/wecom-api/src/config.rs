@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::error::ApiError;
-use crate::secret::Secret;
+use crate::Secret;
 
 /// How a call is retried. Backoff is exponential with full jitter: before retry `n` (1-based) the client
 /// sleeps a uniformly random time in `[0, min(max_backoff, initial_backoff * multiplier^(n-1))]`.

@@ -11,15 +11,15 @@
 mod client;
 mod config;
 mod error;
-mod secret;
 mod stats;
 mod wire;
 
 pub use client::{ArchiveClient, MediaBody, MAX_LIMIT};
 pub use config::{ClientConfig, RetryPolicy};
 pub use error::{ApiError, ErrorClass};
-pub use secret::Secret;
 pub use stats::ClientStats;
+/// Re-exported: the type lives in `wecom-model` so that crates without HTTP (storage config) can hold secrets.
+pub use wecom_model::Secret;
 pub use wire::{ChatDataItem, RoomInfo};
 
 /// The endpoint names used in errors, logs and [`ClientStats`].

@@ -19,27 +19,19 @@
 //! With `sink.kind = "kafka"` the worker consumes the messages topic in the consumer group
 //! `kafka_group_id` (default `wecom-archive-media`) instead of tailing local segment files.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
 use serde::Deserialize;
-use wecom_api::Secret;
 
 use crate::error::MediaError;
-use crate::store::MediaStore;
+use crate::MediaStore;
 
 const MIB: usize = 1024 * 1024;
 /// S3 rejects parts (except the last) below 5 MiB.
 pub const S3_MIN_PART_SIZE: usize = 5 * MIB;
 
-/// Environment variables consulted, in this order, for the S3 secret; they override the file.
-pub const S3_SECRET_ENV: [&str; 2] = ["WECOM_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"];
-/// Environment variables consulted for the access key id when the file has none.
-pub const S3_ACCESS_KEY_ENV: [&str; 2] = ["WECOM_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"];
+pub use wecom_store::{S3_ACCESS_KEY_ENV, S3_SECRET_ENV};
 
 /// Default of `[media] kafka_group_id`.
 pub const DEFAULT_KAFKA_GROUP_ID: &str = "wecom-archive-media";
@@ -100,50 +92,8 @@ impl Default for MediaConfig {
     }
 }
 
-/// Where media objects go.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum MediaStoreConfig {
-    /// A directory on local disk (default `<data_dir>/objects`).
-    Local {
-        #[serde(default)]
-        root: Option<PathBuf>,
-        /// Prepended to every object key (e.g. `archive/`).
-        #[serde(default)]
-        prefix: String,
-    },
-    /// Amazon S3 or an S3-compatible server.
-    S3 {
-        bucket: String,
-        /// For S3-compatible servers (path-style requests), e.g. `http://127.0.0.1:9000`.
-        #[serde(default)]
-        endpoint: Option<String>,
-        #[serde(default = "default_region")]
-        region: String,
-        #[serde(default)]
-        access_key_id: Option<String>,
-        /// Better left out of the file: `WECOM_S3_SECRET_ACCESS_KEY` / `AWS_SECRET_ACCESS_KEY` override it.
-        #[serde(default)]
-        secret_access_key: Option<Secret>,
-        #[serde(default)]
-        allow_http: bool,
-        #[serde(default)]
-        prefix: String,
-    },
-}
-
-fn default_region() -> String {
-    "us-east-1".to_owned()
-}
-
-impl Default for MediaStoreConfig {
-    fn default() -> Self {
-        MediaStoreConfig::Local {
-            root: None,
-            prefix: String::new(),
-        }
-    }
-}
+/// Where media objects go: the shared object-store section (`[media.store]`).
+pub type MediaStoreConfig = wecom_store::ObjectStoreConfig;
 
 /// The validated settings the worker runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,88 +169,16 @@ impl MediaConfig {
 
     /// Builds the object store of `[media.store]`; a local root defaults to `<data_dir>/objects`.
     pub fn build_store(&self, data_dir: &Path) -> Result<MediaStore, MediaError> {
-        self.store.build(data_dir, self.fsync)
-    }
-}
-
-impl MediaStoreConfig {
-    /// Builds the store. The local root is created if missing. Secrets come from the environment
-    /// first (see [`S3_SECRET_ENV`]) and are never logged.
-    pub fn build(&self, data_dir: &Path, fsync: bool) -> Result<MediaStore, MediaError> {
-        match self {
-            MediaStoreConfig::Local { root, prefix } => {
-                let root = root.clone().unwrap_or_else(|| data_dir.join("objects"));
-                std::fs::create_dir_all(&root).map_err(MediaError::io(&root))?;
-                let fs = LocalFileSystem::new_with_prefix(&root)
-                    .map_err(|e| store_err("local", &e))?
-                    .with_fsync(fsync)
-                    .with_automatic_cleanup(true);
-                let abs = std::fs::canonicalize(&root).map_err(MediaError::io(&root))?;
-                let base = format!(
-                    "file://{}/",
-                    abs.display().to_string().trim_end_matches('/')
-                );
-                let store: Arc<dyn ObjectStore> = Arc::new(fs);
-                MediaStore::new(store, prefix, base, 1)
-            }
-            MediaStoreConfig::S3 {
-                bucket,
-                endpoint,
-                region,
-                access_key_id,
-                secret_access_key,
-                allow_http,
-                prefix,
-            } => {
-                if bucket.is_empty() {
-                    return Err(MediaError::Config("media.store.bucket is empty".into()));
-                }
-                let mut b = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(region)
-                    .with_allow_http(*allow_http);
-                if let Some(ep) = endpoint.as_deref().filter(|e| !e.is_empty()) {
-                    b = b.with_endpoint(ep);
-                }
-                let key_id = access_key_id
-                    .clone()
-                    .filter(|k| !k.is_empty())
-                    .or_else(|| first_env(&S3_ACCESS_KEY_ENV));
-                if let Some(k) = key_id {
-                    b = b.with_access_key_id(k);
-                }
-                let secret = first_env(&S3_SECRET_ENV)
-                    .map(Secret::new)
-                    .or_else(|| secret_access_key.clone().filter(|s| !s.is_empty()));
-                if let Some(s) = secret {
-                    b = b.with_secret_access_key(s.expose());
-                }
-                let s3 = b
-                    .build()
-                    .map_err(|e| store_err(&format!("s3 bucket {bucket}"), &e))?;
-                let store: Arc<dyn ObjectStore> = Arc::new(s3);
-                MediaStore::new(store, prefix, format!("s3://{bucket}/"), 2)
-            }
-        }
-    }
-}
-
-fn first_env(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-}
-
-fn store_err(store: &str, e: &object_store::Error) -> MediaError {
-    MediaError::Store {
-        store: store.to_owned(),
-        reason: e.to_string(),
+        self.store
+            .build("media.store", &data_dir.join("objects"), self.fsync)
+            .map_err(|e| MediaError::Config(e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wecom_model::Secret;
 
     fn parse(text: &str) -> Result<MediaConfig, String> {
         toml::from_str::<MediaConfig>(text).map_err(|e| e.to_string())
@@ -351,7 +229,7 @@ mod tests {
             store: MediaStoreConfig::S3 {
                 bucket: "b".into(),
                 endpoint: None,
-                region: default_region(),
+                region: "us-east-1".into(),
                 access_key_id: None,
                 secret_access_key: Some(Secret::new("hunter2")),
                 allow_http: false,

@@ -25,7 +25,6 @@ mod error;
 mod events;
 mod kafka;
 mod stats;
-mod store;
 mod tail;
 mod tracker;
 pub mod transfer;
@@ -38,6 +37,7 @@ pub use config::{
 pub use error::MediaError;
 pub use events::{read_events, MediaEvent, MediaEventStatus, MEDIA_EVENT_SCHEMA_ID};
 pub use stats::{MediaStats, MediaStatsSnapshot};
-pub use store::MediaStore;
+/// The object store media goes to (the shared object-store type of `wecom-store`).
+pub type MediaStore = wecom_store::Objects;
 pub use tail::Position;
 pub use worker::{MediaPaths, MediaWorker, MEDIA_CURSOR_STREAM, POSITION_FILE};

@@ -28,7 +28,7 @@ use wecom_api::{ApiError, ArchiveClient, ErrorClass};
 
 use crate::config::MediaWorkerConfig;
 use crate::stats::MediaStats;
-use crate::store::MediaStore;
+use crate::MediaStore;
 
 /// What the worker knows about the media to fetch.
 #[derive(Debug, Clone)]

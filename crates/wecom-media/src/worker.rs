@@ -29,10 +29,10 @@ use crate::error::MediaError;
 use crate::events::{EventLog, MediaEvent, MediaEventStatus, MEDIA_EVENT_SCHEMA_ID};
 use crate::kafka::{KafkaAck, KafkaAcks, KafkaRecords, RecordConsumer};
 use crate::stats::{MediaStats, MediaStatsSnapshot};
-use crate::store::MediaStore;
 use crate::tail::{Position, TailReader};
 use crate::tracker::{AckTracker, Committable};
 use crate::transfer::{MediaJob, Outcome, Transfer};
+use crate::MediaStore;
 
 /// The `CursorStore` stream name of the media worker's committed seq.
 pub const MEDIA_CURSOR_STREAM: &str = "media";

@@ -9,6 +9,7 @@ mod error;
 mod lenient;
 pub mod message;
 pub mod record;
+mod secret;
 
 pub use error::ModelError;
 pub use message::{parse_message, Content, Message};
@@ -16,3 +17,4 @@ pub use record::{
     media_object_key, normalize, record_json_schema, DeadLetter, DeadLetterReason, MediaRef,
     MediaStatus, NormalizeContext, Record, RoomSummary, DEADLETTER_SCHEMA_ID, MESSAGE_SCHEMA_ID,
 };
+pub use secret::Secret;

@@ -1,4 +1,4 @@
-//! A string that must never be printed: the corp secret and the access token.
+//! A string that must never be printed: the corp secret, access tokens, storage credentials.
 
 use std::fmt;
 
