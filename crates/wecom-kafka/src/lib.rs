@@ -6,6 +6,7 @@
 //! *Kafka never carries media bytes* (media events are references), and *no config property value reaches a
 //! log line, an error or `Debug`* (they may hold SASL passwords).
 
+mod client;
 mod config;
 mod context;
 mod cursor;
@@ -14,6 +15,7 @@ mod recover;
 mod scan;
 mod sink;
 
+pub use client::{client_config, ClientRole};
 pub use config::{KafkaConfig, Topics, COMPRESSIONS};
 pub use context::ProducerStats;
 pub use error::{is_fatal_code, KafkaError};

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::client::{client_config, ClientRole};
 
 use crate::config::KafkaConfig;
 use crate::context::SinkContext;
@@ -39,21 +41,7 @@ pub(crate) struct ScanOutcome {
 
 /// A consumer for assign-and-read: no group, no commits, end-of-partition events on.
 pub(crate) fn reader(config: &KafkaConfig) -> Result<BaseConsumer<SinkContext>, KafkaError> {
-    let mut c = ClientConfig::new();
-    for (k, v) in &config.properties {
-        c.set(k, v);
-    }
-    c.set("bootstrap.servers", &config.brokers)
-        // librdkafka refuses `assign` without a group id; this one never subscribes nor commits
-        .set("group.id", "wecom-archive-recover")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        // bounds the prefetch buffer: the scan holds one window at a time anyway
-        .set("queued.max.messages.kbytes", "16384")
-        .set("log.connection.close", "false");
+    let c = client_config(config, ClientRole::Reader);
     c.create_with_context(SinkContext::default())
         .map_err(client_error)
 }

@@ -4,11 +4,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::client::{client_config, ClientRole};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 use crate::context::{ProducerStats, SinkContext, StatsSlot};
@@ -59,45 +59,13 @@ impl std::fmt::Debug for KafkaSink {
 /// How long `connect` waits for newly created topics to show up in metadata.
 const TOPIC_VISIBLE_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("compression.type", &config.compression)
-        .set("linger.ms", config.linger_ms.to_string())
-        .set("batch.size", config.batch_size.to_string())
-        .set(
-            "queue.buffering.max.kbytes",
-            config.queue_buffering_max_kbytes.to_string(),
-        )
-        .set("message.timeout.ms", config.message_timeout_ms.to_string())
-        // Java clients hash keys with murmur2: a conversation lands in the same partition whoever publishes it
-        .set("partitioner", "murmur2_random")
-        .set("log.connection.close", "false");
-    for (k, v) in &config.properties {
-        c.set(k, v);
-    }
-    // set last so nothing overrides them (validate() also rejects them in `properties`)
-    c.set("enable.idempotence", "true").set("acks", "all");
-    c
-}
-
-fn admin_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in &config.properties {
-        c.set(k, v);
-    }
-    c.set("bootstrap.servers", &config.brokers)
-        .set("log.connection.close", "false");
-    c
-}
-
 impl KafkaSink {
     /// Validates the config, creates the producer, creates missing topics when `create_topics` is set, and
     /// checks that every topic exists (error naming the topic otherwise).
     pub async fn connect(config: &KafkaConfig) -> Result<KafkaSink, KafkaError> {
         config.validate()?;
         let stats = StatsSlot::default();
-        let producer: FutureProducer<SinkContext> = producer_config(config)
+        let producer: FutureProducer<SinkContext> = client_config(config, ClientRole::Producer)
             .create_with_context(SinkContext {
                 stats: stats.clone(),
             })
@@ -151,7 +119,7 @@ impl KafkaSink {
 
     async fn create_topics(&self) -> Result<(), KafkaError> {
         let c = &self.config;
-        let admin: AdminClient<SinkContext> = admin_config(c)
+        let admin: AdminClient<SinkContext> = client_config(c, ClientRole::Admin)
             .create_with_context(SinkContext::default())
             .map_err(client_error)?;
         let repl = || TopicReplication::Fixed(i32::from(c.replication_factor));

@@ -5,13 +5,12 @@
 //! cannot be read as a version-1 cursor is an error: resuming from 0 would re-ingest the whole
 //! archive, and resuming from a guess could skip messages.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::{atomic_write, now_unix_ms};
+use crate::names::encode_component;
 use crate::segment::fsync_dir;
 use crate::StoreError;
 
@@ -71,7 +70,7 @@ impl CursorStore {
     pub fn path_for(&self, stream: &str) -> Result<PathBuf, StoreError> {
         Ok(self
             .dir
-            .join(format!("{}{SUFFIX}", sanitize_stream(stream)?)))
+            .join(format!("{}{SUFFIX}", encode_component(stream)?)))
     }
 
     /// The committed cursor of `stream`, or `None` if it was never committed.
@@ -112,12 +111,6 @@ impl CursorStore {
     /// bookkeeping belongs to the pipeline.
     pub fn commit(&self, stream: &str, seq: u64) -> Result<(), StoreError> {
         let path = self.path_for(stream)?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("path_for builds a utf-8 file name");
-        // Leading dot and a different suffix: never mistaken for a cursor file.
-        let tmp = self.dir.join(format!(".{name}.tmp"));
         let file = CursorFile {
             version: CURSOR_VERSION,
             stream: stream.to_owned(),
@@ -126,46 +119,6 @@ impl CursorStore {
         };
         let mut bytes = serde_json::to_vec(&file).expect("cursor serializes");
         bytes.push(b'\n');
-
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(StoreError::io(&tmp))?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(StoreError::io(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(StoreError::io(&path))?;
-        fsync_dir(&self.dir)
+        atomic_write(&path, &bytes, true)
     }
-}
-
-/// Maps a stream name to a file-name stem: `[A-Za-z0-9._-]` are kept, every other byte of the
-/// UTF-8 encoding becomes `%XX` (upper-case hex). Injective, because `%` itself is encoded, so
-/// two streams never share a file. `room:wrAbc` becomes `room%3AwrAbc`.
-pub fn sanitize_stream(stream: &str) -> Result<String, StoreError> {
-    if stream.is_empty() {
-        return Err(StoreError::InvalidStream {
-            stream: stream.to_owned(),
-            reason: "empty",
-        });
-    }
-    let mut out = String::with_capacity(stream.len());
-    for b in stream.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Ok(out)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }

@@ -1,7 +1,10 @@
-//! Embedded local storage for the archive pipeline: the default sink (NDJSON segment files) and
-//! the cursor store.
+//! Storage for the archive pipeline: the embedded default sink (NDJSON segment files), the cursor
+//! store, the one owner of the on-disk layout ([`StreamLayout`], with the injective encoding of names
+//! into path components in [`names`]), the atomic file replace every state file uses, and the shared
+//! object-store configuration ([`objects`]) of media and the raw archive.
 //!
-//! Everything here is blocking std I/O; the async pipeline calls it from `spawn_blocking`.
+//! Everything here except [`Objects`] is blocking std I/O; the async pipeline calls it from
+//! `spawn_blocking`.
 //! The crate knows nothing about the record model: an output line is an opaque JSON object with
 //! a `seq`, which is all that crash recovery needs.
 //!
@@ -17,10 +20,20 @@
 
 mod cursor;
 mod error;
+mod fsutil;
+pub mod layout;
+pub mod names;
+pub mod objects;
 mod segment;
 mod sink;
 
-pub use cursor::{sanitize_stream, Cursor, CursorStore, CURSOR_VERSION};
+pub use cursor::{Cursor, CursorStore, CURSOR_VERSION};
 pub use error::StoreError;
+pub use fsutil::{atomic_write, now_unix_ms};
+pub use layout::StreamLayout;
+pub use names::{decode_component, encode_component};
+pub use objects::{
+    ObjectStoreConfig, ObjectStoreConfigError, Objects, StoreKind, S3_ACCESS_KEY_ENV, S3_SECRET_ENV,
+};
 pub use segment::{list_segments, read_lines, Lines};
 pub use sink::{LineKind, LocalSink, OutputLine, RecoveryReport, SinkOptions};

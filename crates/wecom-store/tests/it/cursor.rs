@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use wecom_store::{sanitize_stream, CursorStore, StoreError};
+use wecom_store::{encode_component, CursorStore, StoreError};
 
 #[test]
 fn commit_then_load_round_trips() {
@@ -40,17 +40,17 @@ fn commit_then_load_round_trips() {
 #[test]
 fn stream_names_are_sanitized_injectively() {
     let check = |stream: &str, expected: &str| {
-        assert_eq!(sanitize_stream(stream).unwrap(), expected, "{stream:?}");
+        assert_eq!(encode_component(stream).unwrap(), expected, "{stream:?}");
     };
     check("corp", "corp");
     check("room:wrAbc", "room%3AwrAbc");
     check("a.b_c-D9", "a.b_c-D9");
     check("a/b", "a%2Fb");
     check("a%3A", "a%253A");
-    check("..", "..");
+    check("..", "%2E.");
     check("群", "%E7%BE%A4");
     assert!(matches!(
-        sanitize_stream(""),
+        encode_component(""),
         Err(StoreError::InvalidStream { .. })
     ));
 }
