@@ -75,6 +75,7 @@ enum Command {
         config: PathBuf,
     },
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
+    #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8700")]
@@ -228,6 +229,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Status { config, json } => status::status(&config, json),
         Command::Check { config } => check::check(&config).await,
         Command::Gateway { config, listen } => gateway(&config, listen).await,
+        #[cfg(feature = "sim")]
         Command::Sim {
             listen,
             seed,

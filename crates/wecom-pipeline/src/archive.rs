@@ -25,7 +25,6 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -34,51 +33,14 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::debug;
 use wecom_model::api::ChatDataItem;
 
+use crate::config::{ArchiveConfig, ArchiveStoreConfig};
 use crate::error::PipelineError;
-use crate::run::{dedupe, Counters, Page};
 
 /// Schema id of a manifest entry.
 pub const MANIFEST_SCHEMA_ID: &str = "wecom-archive.raw-manifest.v1";
-
-/// The `[archive]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Keep the raw archive (on by default: it is the only copy older than the service's retention).
-    pub enabled: bool,
-    pub store: ArchiveStoreConfig,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            store: ArchiveStoreConfig::default(),
-        }
-    }
-}
-
-/// Where raw segments go. Only local disk for now; an S3 kind mirroring `[media.store]` is the next step.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ArchiveStoreConfig {
-    Local {
-        /// Root directory of the object keys; default: the sink's `data_dir`.
-        #[serde(default)]
-        root: Option<PathBuf>,
-    },
-}
-
-impl Default for ArchiveStoreConfig {
-    fn default() -> Self {
-        ArchiveStoreConfig::Local { root: None }
-    }
-}
 
 /// One manifest entry: what a segment holds and how to check it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,54 +276,6 @@ fn gunzip_items(bytes: &[u8]) -> Result<Vec<ChatDataItem>, String> {
         out.push(item);
     }
     Ok(out)
-}
-
-/// The fetch stage of a replay from the archive: walks the stream's segments after `after_seq` and sends
-/// them as pages, never calling the service. Ends after `stop_after_seq` or at the last segment.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn fetch_loop(
-    archive: RawArchive,
-    stream: String,
-    after_seq: u64,
-    stop_after_seq: Option<u64>,
-    tx: mpsc::Sender<Page>,
-    counters: Arc<Counters>,
-    shutdown: CancellationToken,
-) -> Result<(), PipelineError> {
-    let entries = archive.manifest(&stream).await?;
-    info!(corp = %archive.corp_id, stream = %stream, segments = entries.len(), after_seq, "replaying from the raw archive");
-    let mut last = after_seq;
-    for entry in entries {
-        if shutdown.is_cancelled() {
-            return Ok(());
-        }
-        if stop_after_seq.is_some_and(|s| last >= s) {
-            break;
-        }
-        if entry.last_seq <= last {
-            continue;
-        }
-        let items = archive.read_segment(&entry).await?;
-        let mut page = dedupe(items, last);
-        if let Some(stop) = stop_after_seq {
-            page.items.retain(|i| i.seq <= stop);
-        }
-        let Some(cursor_after) = page.items.last().map(|i| i.seq) else {
-            continue;
-        };
-        counters.page_fetched(page.items.len() as u64, page.dropped as u64, cursor_after);
-        last = cursor_after;
-        let page = Page {
-            items: page.items,
-            cursor_after,
-        };
-        tokio::select! {
-            r = tx.send(page) => if r.is_err() { return Ok(()) },
-            () = shutdown.cancelled() => return Ok(()),
-        }
-    }
-    counters.set_caught_up();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use wecom_api::{RetryPolicy, Secret};
 use wecom_crypto::RsaBackendKind;
+#[cfg(feature = "sim")]
 use wecom_sim::SimConfig;
 
 use crate::error::PipelineError;
@@ -35,7 +36,7 @@ pub struct Config {
     pub sink: SinkConfig,
     /// The raw archive of encrypted pages (archive.rs).
     #[serde(default)]
-    pub archive: crate::archive::ArchiveConfig,
+    pub archive: ArchiveConfig,
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
@@ -79,7 +80,9 @@ impl std::fmt::Debug for CorpConfig {
 pub enum SourceConfig {
     /// The project's HTTP archive contract (a simulator or an SDK gateway) at `base_url`.
     Http { base_url: String },
-    /// An embedded simulator started in-process on loopback (demo and tests).
+    /// An embedded simulator started in-process on loopback (demo and tests; builds with the `sim`
+    /// feature only).
+    #[cfg(feature = "sim")]
     Sim {
         #[serde(default)]
         sim: Box<SimConfig>,
@@ -226,6 +229,41 @@ fn default_segment_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
+/// The `[archive]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Keep the raw archive (on by default: it is the only copy older than the service's retention).
+    pub enabled: bool,
+    pub store: ArchiveStoreConfig,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            store: ArchiveStoreConfig::default(),
+        }
+    }
+}
+
+/// Where raw segments go. Only local disk for now; an S3 kind mirroring `[media.store]` is the next step.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ArchiveStoreConfig {
+    Local {
+        /// Root directory of the object keys; default: the sink's `data_dir`.
+        #[serde(default)]
+        root: Option<PathBuf>,
+    },
+}
+
+impl Default for ArchiveStoreConfig {
+    fn default() -> Self {
+        ArchiveStoreConfig::Local { root: None }
+    }
+}
+
 /// The configuration the program runs with: secrets resolved, paths made absolute, ranges checked.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -250,7 +288,7 @@ pub struct Validated {
     pub sdk: Option<SdkConfig>,
     pub media: Option<wecom_media::MediaConfig>,
     pub ops: crate::ops::OpsConfig,
-    pub archive: crate::archive::ArchiveConfig,
+    pub archive: ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
 }
 
@@ -286,6 +324,8 @@ impl Config {
         let secret = match (&env.corp_secret, &self.corp.corp_secret, &self.source) {
             (Some(s), _, _) => s.clone(),
             (None, Some(s), _) => s.clone(),
+            #[cfg(feature = "sim")]
+            #[cfg(feature = "sim")]
             (None, None, SourceConfig::Sim { sim }) => sim.corp_secret.clone(),
             (None, None, SourceConfig::Http { .. } | SourceConfig::Sdk {}) => {
                 return Err(bad(format!(
@@ -353,6 +393,11 @@ impl Config {
         self.rooms
             .validate()
             .map_err(|r| bad(format!("[rooms]: {r}")))?;
+        if let Some(media) = &self.media {
+            media
+                .worker_config()
+                .map_err(|e| bad(format!("[media]: {e}")))?;
+        }
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {

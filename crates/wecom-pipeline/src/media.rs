@@ -13,7 +13,8 @@ use wecom_media::{MediaPaths, MediaStatsSnapshot, MediaWorker};
 
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
-use crate::run::{stream_dir, Source, StreamSel};
+use crate::source::Source;
+use crate::stream::StreamSel;
 
 pub struct MediaTask {
     worker: Arc<MediaWorker>,
@@ -61,7 +62,8 @@ pub async fn start(
     let store = mcfg
         .build_store(&cfg.data_dir)
         .map_err(|e| media_err(&cfg.corp_id, e))?;
-    let dir = stream_dir(&cfg.data_dir, &cfg.corp_id, stream);
+    let layout = stream.layout(&cfg.data_dir, &cfg.corp_id)?;
+    let dir = layout.dir().to_path_buf();
     let mut worker = MediaWorker::new(
         worker_cfg,
         store,
