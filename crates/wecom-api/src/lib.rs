@@ -8,15 +8,21 @@
 //! token are [`Secret`]s, URLs (whose query carries them) are never logged, and reqwest errors are
 //! stripped of their URL. The client does **not** decrypt, de-duplicate or move cursors.
 
+mod calls;
 mod client;
 mod config;
+mod decode;
 mod error;
+mod media;
 mod stats;
+mod token;
 mod wire;
 
-pub use client::{ArchiveClient, MediaBody, MAX_LIMIT};
+pub use calls::MAX_LIMIT;
+pub use client::ArchiveClient;
 pub use config::{ClientConfig, RetryPolicy};
 pub use error::{ApiError, ErrorClass};
+pub use media::MediaBody;
 pub use stats::ClientStats;
 /// Re-exported: the type lives in `wecom-model` so that crates without HTTP (storage config) can hold secrets.
 pub use wecom_model::Secret;
