@@ -20,7 +20,7 @@ mod wire;
 
 pub use calls::MAX_LIMIT;
 pub use client::ArchiveClient;
-pub use config::{ClientConfig, RetryPolicy};
+pub use config::{ClientConfig, ConfigError, FetchConfig, RetryPolicy};
 pub use error::{ApiError, ErrorClass};
 pub use media::MediaBody;
 pub use stats::ClientStats;
