@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::{ClientConfig, RetryPolicy};
 use crate::error::{ApiError, ErrorClass};
-use crate::stats::{ClientStats, Stats};
+use crate::stats::{ClientStats, EventCounts, EventKind, Stats};
 use crate::token::TokenCache;
 use crate::Secret;
 
@@ -25,9 +25,13 @@ pub struct ArchiveClient {
 pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
+    /// `base` without user info, for error messages.
+    pub(crate) base_display: String,
     pub(crate) corp_id: String,
     pub(crate) secret: Secret,
     pub(crate) request_timeout: Duration,
+    pub(crate) page_body_limit: u64,
+    pub(crate) small_body_limit: u64,
     pub(crate) retry: RetryPolicy,
     pub(crate) token: TokenCache,
     pub(crate) stats: Stats,
@@ -46,13 +50,19 @@ impl ArchiveClient {
     /// Validates the config and builds the client. No request is sent until the first call.
     pub fn new(config: ClientConfig) -> Result<Self, ApiError> {
         let base = config.base_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base)
-            .map_err(|e| ApiError::InvalidArgument(format!("base_url {base:?}: {e}")))?;
+        let mut url = reqwest::Url::parse(&base).map_err(|e| {
+            ApiError::InvalidArgument(format!("base_url {:?}: {e}", without_userinfo(&base)))
+        })?;
         if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
             return Err(ApiError::InvalidArgument(format!(
-                "base_url {base:?} must be an http(s) url without a query"
+                "base_url {:?} must be an http(s) url without a query",
+                without_userinfo(&base)
             )));
         }
+        // Neither can fail on an http(s) url.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let base_display = url.as_str().trim_end_matches('/').to_owned();
         if config.corp_id.trim().is_empty() {
             return Err(ApiError::InvalidArgument("corp_id is empty".into()));
         }
@@ -63,6 +73,11 @@ impl ArchiveClient {
             )));
         }
         config.retry.validate()?;
+        if config.page_body_limit == 0 || config.small_body_limit == 0 {
+            return Err(ApiError::InvalidArgument(
+                "body limits must be at least 1 byte".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.request_timeout)
@@ -74,9 +89,12 @@ impl ArchiveClient {
             inner: Arc::new(Inner {
                 http,
                 base,
+                base_display,
                 corp_id: config.corp_id,
                 secret: config.corp_secret,
                 request_timeout: config.request_timeout,
+                page_body_limit: config.page_body_limit,
+                small_body_limit: config.small_body_limit,
                 retry: config.retry,
                 token: TokenCache::new(config.token_refresh_margin),
                 stats: Stats::default(),
@@ -96,6 +114,25 @@ impl ArchiveClient {
     /// A snapshot of the counters.
     pub fn stats(&self) -> ClientStats {
         self.inner.stats.snapshot()
+    }
+
+    /// The event counters alone: cheap (no lock), for a periodic summary line of
+    /// [`EventCounts::since`] the previous call.
+    pub fn events(&self) -> EventCounts {
+        self.inner.stats.events()
+    }
+}
+
+/// `base` with any `user:password@` removed, for messages about a url that did not parse.
+fn without_userinfo(base: &str) -> String {
+    let Some(scheme_end) = base.find("://").map(|i| i + 3) else {
+        return base.to_owned();
+    };
+    let rest = &base[scheme_end..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}{}", &base[..scheme_end], &rest[at + 1..]),
+        None => base.to_owned(),
     }
 }
 
@@ -126,6 +163,7 @@ impl Inner {
             return Err(err);
         }
         if attempt >= self.retry.max_attempts {
+            self.stats.event(EventKind::RetriesExhausted);
             return Err(ApiError::RetriesExhausted {
                 endpoint: ep,
                 attempts: attempt,
@@ -138,7 +176,9 @@ impl Inner {
             self.retry.backoff(attempt)
         };
         self.stats.retry(ep);
-        tracing::warn!(
+        // Per-event noise: the counters carry it (see `stats.rs`); what outlasts the policy is
+        // returned to the caller.
+        tracing::debug!(
             endpoint = ep,
             corp_id = %self.corp_id,
             errcode = err.errcode(),
@@ -179,7 +219,7 @@ impl Inner {
                     free_token_retry = false;
                     attempt -= 1;
                     self.stats.retry(ep);
-                    tracing::warn!(
+                    tracing::debug!(
                         endpoint = ep,
                         corp_id = %self.corp_id,
                         errcode = err.errcode(),

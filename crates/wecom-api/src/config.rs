@@ -217,11 +217,22 @@ pub struct ClientConfig {
     /// Refresh the access token this long before its `expires_in` runs out. When `expires_in` is not
     /// larger than the margin, the token is refreshed at half its lifetime instead.
     pub token_refresh_margin: Duration,
+    /// Largest answer, in bytes, of the calls that return lists: `get_chat_data`, a room's page of
+    /// items, the permit-user list. A larger answer is refused without being read.
+    pub page_body_limit: u64,
+    /// Largest answer, in bytes, of the other JSON calls (token, room info, consent) and of an error
+    /// envelope in place of media. Media bodies are streamed and have no limit.
+    pub small_body_limit: u64,
 }
+
+/// Default [`ClientConfig::page_body_limit`]: 1000 items of the largest kind fit several times over.
+pub const DEFAULT_PAGE_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// Default [`ClientConfig::small_body_limit`].
+pub const DEFAULT_SMALL_BODY_LIMIT: u64 = 1024 * 1024;
 
 impl ClientConfig {
     /// A config with the defaults: 30 s request timeout, 10 s connect timeout, default retry policy,
-    /// 300 s token refresh margin.
+    /// 300 s token refresh margin, 64 MiB for list answers and 1 MiB for the others.
     pub fn new(
         base_url: impl Into<String>,
         corp_id: impl Into<String>,
@@ -235,6 +246,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
+            page_body_limit: DEFAULT_PAGE_BODY_LIMIT,
+            small_body_limit: DEFAULT_SMALL_BODY_LIMIT,
         }
     }
 }

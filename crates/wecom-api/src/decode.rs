@@ -1,4 +1,5 @@
-//! Turning one HTTP answer into a value or an [`ApiError`]: the error envelope, the HTTP status and the
+//! Turning one HTTP answer into a value or an [`ApiError`]: sending (a connect failure names the
+//! server), reading the body within its limit, then the error envelope, the HTTP status and the
 //! contract's shape, in that order.
 
 use reqwest::StatusCode;
@@ -10,6 +11,74 @@ use crate::error::ApiError;
 use crate::Secret;
 
 impl Inner {
+    /// Sends a request; a failure to reach the server names the configured base url.
+    pub(crate) async fn send(
+        &self,
+        ep: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        req.send()
+            .await
+            .map_err(|e| ApiError::from_reqwest_at(ep, &self.base_display, e))
+    }
+
+    /// The whole body of `resp`, at most `limit` bytes. A declared `Content-Length` over the limit is
+    /// refused before anything is read; an undeclared length is refused as soon as the bytes read pass
+    /// the limit, so an oversized answer never sits in memory.
+    pub(crate) async fn read_body(
+        &self,
+        ep: &'static str,
+        resp: &mut reqwest::Response,
+        limit: u64,
+    ) -> Result<Vec<u8>, ApiError> {
+        let too_large = || ApiError::BodyTooLarge {
+            endpoint: ep,
+            limit,
+        };
+        let declared = resp.content_length();
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        // Preallocate what was declared (within the limit), but not more than a typical page.
+        let hint = declared.unwrap_or(0).min(1024 * 1024);
+        let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ApiError::from_reqwest(ep, e))?
+        {
+            let len = u64::try_from(body.len() + chunk.len()).unwrap_or(u64::MAX);
+            if len > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Reads (within `limit`) and decodes an answer. An oversized body with an error status is
+    /// reported as that status: an error page says nothing more.
+    pub(crate) async fn decode_response<T: DeserializeOwned>(
+        &self,
+        ep: &'static str,
+        mut resp: reqwest::Response,
+        limit: u64,
+        token: Option<&Secret>,
+    ) -> Result<T, ApiError> {
+        let status = resp.status();
+        let body = match self.read_body(ep, &mut resp, limit).await {
+            Ok(body) => body,
+            Err(ApiError::BodyTooLarge { .. }) if !status.is_success() => {
+                return Err(ApiError::Http {
+                    endpoint: ep,
+                    status: status.as_u16(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        self.decode(ep, status, &body, token)
+    }
+
     /// An error envelope wins over the HTTP status (it says more); a success status with a body that
     /// is not JSON is a truncated body (retriable); JSON of the wrong shape breaks the contract.
     pub(crate) fn decode<T: DeserializeOwned>(

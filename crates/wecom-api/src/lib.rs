@@ -11,6 +11,7 @@
 mod calls;
 mod client;
 mod config;
+mod consent;
 mod decode;
 mod error;
 mod media;
@@ -18,12 +19,16 @@ mod stats;
 mod token;
 mod wire;
 
-pub use calls::MAX_LIMIT;
+pub use calls::{MAX_AGREE_PAIRS, MAX_LIMIT};
 pub use client::ArchiveClient;
-pub use config::{ClientConfig, ConfigError, FetchConfig, RetryPolicy};
+pub use config::{
+    ClientConfig, ConfigError, FetchConfig, RetryPolicy, DEFAULT_PAGE_BODY_LIMIT,
+    DEFAULT_SMALL_BODY_LIMIT,
+};
+pub use consent::{AgreeInfo, AgreeStatus, RoomAgreeInfo};
 pub use error::{ApiError, ErrorClass};
 pub use media::MediaBody;
-pub use stats::ClientStats;
+pub use stats::{ClientStats, EventCounts, EventKind};
 /// Re-exported: the type lives in `wecom-model` so that crates without HTTP (storage config) can hold secrets.
 pub use wecom_model::Secret;
 pub use wire::{ChatDataItem, RoomInfo};
@@ -35,4 +40,6 @@ pub mod endpoint {
     pub const GROUPCHAT_GET: &str = "msgaudit/groupchat/get";
     pub const PERMIT_USERS: &str = "msgaudit/get_permit_user_list";
     pub const MEDIA: &str = "media/get";
+    pub const CHECK_SINGLE_AGREE: &str = "msgaudit/check_single_agree";
+    pub const CHECK_ROOM_AGREE: &str = "msgaudit/check_room_agree";
 }

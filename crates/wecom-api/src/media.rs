@@ -14,6 +14,7 @@ use crate::calls::check_nonempty;
 use crate::client::{ArchiveClient, Inner};
 use crate::endpoint;
 use crate::error::ApiError;
+use crate::stats::EventKind;
 use crate::Secret;
 
 /// Largest body read whole when a media answer may be an error envelope.
@@ -46,6 +47,10 @@ impl ArchiveClient {
     pub async fn media(&self, sdkfileid: &str, offset: u64) -> Result<MediaBody, ApiError> {
         check_nonempty("sdkfileid", sdkfileid)?;
         let inner = &*self.inner;
+        if offset > 0 {
+            inner.stats.event(EventKind::MediaResumed);
+            tracing::debug!(corp_id = %inner.corp_id, offset, "resuming a media download");
+        }
         inner
             .with_retry(endpoint::MEDIA, move |token| {
                 inner.media_once(sdkfileid, offset, token)
@@ -70,10 +75,7 @@ impl Inner {
         if offset > 0 {
             req = req.header(RANGE, format!("bytes={offset}-"));
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| ApiError::from_reqwest(ep, e))?;
+        let mut resp = self.send(ep, req).await?;
         let status = resp.status();
         let headers = resp.headers();
         let is_json = headers

@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 use crate::client::Inner;
 use crate::endpoint;
 use crate::error::{ApiError, ErrorClass};
+use crate::stats::EventKind;
 use crate::wire;
 use crate::Secret;
+
+/// The longest a token is trusted, whatever `expires_in` says (WeCom's are 7200 s): a huge value
+/// must neither overflow an `Instant` nor keep a token the server has long forgotten.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) struct TokenCache {
     state: tokio::sync::Mutex<TokenState>,
@@ -37,6 +42,19 @@ impl TokenCache {
     }
 }
 
+/// When a token fetched at `fetched` with the server's `expires_in` (seconds) is refreshed, and when
+/// it stops being usable. The lifetime is clamped to [`MAX_TOKEN_LIFETIME`]; an `Instant` that cannot
+/// be represented falls back to `fetched` (refresh at once) rather than panicking.
+fn schedule(fetched: Instant, expires_in: u64, margin: Duration) -> (Instant, Instant) {
+    let life = Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME);
+    let refresh_after = match life.checked_sub(margin) {
+        Some(rest) if !rest.is_zero() => rest,
+        _ => life / 2,
+    };
+    let at = |d: Duration| fetched.checked_add(d).unwrap_or(fetched);
+    (at(refresh_after), at(life))
+}
+
 impl Inner {
     /// The cached token and its generation, fetching a new one when there is none or it is due for
     /// refresh. The lock is held across the fetch, so concurrent callers share one refresh.
@@ -52,21 +70,16 @@ impl Inner {
             Ok(body) => {
                 state.generation += 1;
                 let generation = state.generation;
-                let fetched = Instant::now();
-                let life = Duration::from_secs(body.expires_in);
-                let refresh_after = if life > self.token.refresh_margin {
-                    life - self.token.refresh_margin
-                } else {
-                    life / 2
-                };
+                let (refresh_at, expires_at) =
+                    schedule(Instant::now(), body.expires_in, self.token.refresh_margin);
                 let token = Secret::new(body.access_token);
                 state.current = Some(CachedToken {
                     token: token.clone(),
                     generation,
-                    refresh_at: fetched + refresh_after,
-                    expires_at: fetched + life,
+                    refresh_at,
+                    expires_at,
                 });
-                tracing::info!(
+                tracing::debug!(
                     corp_id = %self.corp_id,
                     generation,
                     expires_in = body.expires_in,
@@ -78,7 +91,8 @@ impl Inner {
                 // An early refresh that failed transiently: the old token still works until it expires.
                 if let Some(c) = &state.current {
                     if now < c.expires_at && err.class() == ErrorClass::Retriable {
-                        tracing::warn!(
+                        self.stats.event(EventKind::TokenRefreshFailed);
+                        tracing::debug!(
                             corp_id = %self.corp_id,
                             error = %err,
                             "token refresh failed; using the cached token until it expires"
@@ -125,23 +139,18 @@ impl Inner {
     async fn fetch_token_once(&self) -> Result<wire::TokenBody, ApiError> {
         let ep = endpoint::GETTOKEN;
         self.stats.call(ep);
-        let resp = self
+        let req = self
             .http
             .get(self.url("/cgi-bin/gettoken"))
             .query(&[
                 ("corpid", self.corp_id.as_str()),
                 ("corpsecret", self.secret.expose()),
             ])
-            .timeout(self.request_timeout)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_reqwest(ep, e))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::from_reqwest(ep, e))?;
-        let token: wire::TokenBody = self.decode(ep, status, &body, None)?;
+            .timeout(self.request_timeout);
+        let resp = self.send(ep, req).await?;
+        let token: wire::TokenBody = self
+            .decode_response(ep, resp, self.small_body_limit, None)
+            .await?;
         if token.access_token.is_empty() {
             return Err(ApiError::Contract {
                 endpoint: ep,
@@ -149,5 +158,43 @@ impl Inner {
             });
         }
         Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_lifetimes_are_clamped_without_overflow() {
+        let now = Instant::now();
+        let margin = Duration::from_secs(300);
+        for expires_in in [1u64 << 63, u64::MAX, u64::MAX / 1000, 10 * 24 * 3600] {
+            let (refresh_at, expires_at) = schedule(now, expires_in, margin);
+            assert_eq!(expires_at - now, MAX_TOKEN_LIFETIME, "{expires_in}");
+            assert_eq!(
+                refresh_at - now,
+                MAX_TOKEN_LIFETIME - margin,
+                "{expires_in}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_lifetimes_refresh_at_half() {
+        let now = Instant::now();
+        let margin = Duration::from_secs(300);
+        let (refresh_at, expires_at) = schedule(now, 7200, margin);
+        assert_eq!(
+            (refresh_at - now, expires_at - now),
+            (Duration::from_secs(6900), Duration::from_secs(7200))
+        );
+        let (refresh_at, expires_at) = schedule(now, 300, margin);
+        assert_eq!(
+            (refresh_at - now, expires_at - now),
+            (Duration::from_secs(150), Duration::from_secs(300))
+        );
+        let (refresh_at, expires_at) = schedule(now, 0, margin);
+        assert_eq!((refresh_at, expires_at), (now, now));
     }
 }

@@ -1,7 +1,10 @@
 //! Integration tests of the client against scripted fake servers on 127.0.0.1:0.
 
 mod calls;
+mod consent;
+mod errors;
 mod fatal;
+mod limits;
 mod media;
 mod retry;
 mod support;
