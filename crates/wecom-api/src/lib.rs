@@ -1,4 +1,5 @@
-//! HTTP client of the project's archive contract (see `docs/CONTRACTS.md` and the reference's §1).
+//! HTTP client of the project's archive contract (see `docs/CONTRACTS.md` and the reference's §1), and
+//! the verification of the callbacks that announce new archive items ([`callback`]).
 //!
 //! It owns everything about talking to a contract server (the simulator or the SDK gateway): the
 //! access-token cache, retries with bounded, jittered exponential backoff, and mapping every failure to
@@ -8,6 +9,7 @@
 //! token are [`Secret`]s, URLs (whose query carries them) are never logged, and reqwest errors are
 //! stripped of their URL. The client does **not** decrypt, de-duplicate or move cursors.
 
+pub mod callback;
 mod calls;
 mod client;
 mod config;
@@ -19,6 +21,7 @@ mod stats;
 mod token;
 mod wire;
 
+pub use callback::{CallbackError, CallbackEvent, CallbackVerifier};
 pub use calls::{MAX_AGREE_PAIRS, MAX_LIMIT};
 pub use client::ArchiveClient;
 pub use config::{
