@@ -220,8 +220,8 @@ pub struct ClientConfig {
     /// Largest answer, in bytes, of the calls that return lists: `get_chat_data`, a room's page of
     /// items, the permit-user list. A larger answer is refused without being read.
     pub page_body_limit: u64,
-    /// Largest answer, in bytes, of the other JSON calls (token, room info, consent) and of an error
-    /// envelope in place of media. Media bodies are streamed and have no limit.
+    /// Largest answer, in bytes, of the other JSON calls (token, room info, consent). Media bodies are
+    /// streamed and have no limit (an error envelope in their place is read up to 64 KiB).
     pub small_body_limit: u64,
 }
 
