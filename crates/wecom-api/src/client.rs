@@ -75,7 +75,7 @@ impl ArchiveClient {
         config.retry.validate()?;
         if config.page_body_limit == 0 || config.small_body_limit == 0 {
             return Err(ApiError::InvalidArgument(
-                "body limits must be at least 1 byte".into(),
+                "page_body_limit and small_body_limit must be at least 1 byte".into(),
             ));
         }
         let http = reqwest::Client::builder()
@@ -152,13 +152,15 @@ impl Inner {
         out
     }
 
-    /// Decides whether `err` on attempt number `attempt` is retried, and after how long.
-    pub(crate) fn plan_retry(
+    /// The one retry decision of the crate (the token fetch and every call go through it): returns
+    /// `err` when it is not retriable or `attempt` was the policy's last, else waits the backoff (the
+    /// fixed rate-limit wait after 45009) and returns `Ok` for the next attempt.
+    pub(crate) async fn back_off(
         &self,
         ep: &'static str,
         err: ApiError,
         attempt: u32,
-    ) -> Result<Duration, ApiError> {
+    ) -> Result<(), ApiError> {
         if err.class() != ErrorClass::Retriable {
             return Err(err);
         }
@@ -188,7 +190,8 @@ impl Inner {
             error = %err,
             "archive api call failed; retrying"
         );
-        Ok(delay)
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// Runs `op` with a valid token until it succeeds, fails for good, or the policy runs out. A
@@ -228,8 +231,24 @@ impl Inner {
                     continue;
                 }
             }
-            let delay = self.plan_retry(ep, err, attempt)?;
-            tokio::time::sleep(delay).await;
+            self.back_off(ep, err, attempt).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_cut_from_unparsed_urls() {
+        for (given, shown) in [
+            ("http://u:pw@host:1/p@x", "http://host:1/p@x"),
+            ("http://host/a@b", "http://host/a@b"),
+            ("no scheme u:pw@host", "no scheme u:pw@host"),
+            ("https://pw@", "https://"),
+        ] {
+            assert_eq!(without_userinfo(given), shown, "{given}");
         }
     }
 }

@@ -131,8 +131,7 @@ impl Inner {
                 Err(err) => err,
             };
             self.stats.error(&err);
-            let delay = self.plan_retry(ep, err, attempt)?;
-            tokio::time::sleep(delay).await;
+            self.back_off(ep, err, attempt).await?;
         }
     }
 

@@ -118,7 +118,6 @@ async fn every_cause_is_said_once_and_fixable_ones_say_what_to_do() {
         assert_clean(e);
         assert_said_once(e);
         let msg = render(e);
-        eprintln!("{msg}");
         assert!(
             msg.contains(expected),
             "{msg:?} should contain {expected:?}"
@@ -138,7 +137,6 @@ async fn a_refused_connection_names_the_server_once() {
         .unwrap_err();
     assert_said_once(&e);
     let msg = render(&e);
-    eprintln!("{msg}");
     assert_eq!(msg.matches(base.as_str()).count(), 1, "{msg}");
     assert!(msg.contains("refused"), "{msg}");
     assert!(msg.contains("is the archive source running"), "{msg}");
