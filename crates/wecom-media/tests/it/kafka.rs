@@ -22,7 +22,9 @@ const OTHER_CORP: &str = "wwothercorp0002";
 fn brokers() -> Option<String> {
     let brokers = std::env::var("WECOM_TEST_KAFKA_BROKERS").ok();
     if brokers.is_none() {
-        eprintln!("skipped: WECOM_TEST_KAFKA_BROKERS is not set (source /work/services.env or run scripts/kafka-broker.sh start)");
+        eprintln!(
+            "skipped: WECOM_TEST_KAFKA_BROKERS is not set (run `eval \"$(scripts/kafka-broker.sh start)\"` first)"
+        );
     }
     brokers
 }
