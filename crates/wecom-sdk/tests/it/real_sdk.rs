@@ -33,14 +33,14 @@ async fn real_library_loads_and_init_succeeds() {
 }
 
 #[tokio::test]
-async fn get_chat_data_without_network_is_10001_and_retriable() {
+async fn get_chat_data_without_network_is_10001_and_transient() {
     let pool = real_pool(1).await;
     let err = pool
         .get_chat_data(0, 10)
         .await
         .expect_err("no network here");
     assert!(matches!(err, SdkError::Sdk { code: 10001, .. }), "{err}");
-    assert_eq!(err.class(), SdkErrorClass::Retriable);
+    assert_eq!(err.class(), SdkErrorClass::Transient);
     pool.shutdown().await;
 }
 
@@ -77,7 +77,7 @@ async fn empty_decrypt_kills_the_worker_and_the_pool_carries_on() {
         "{crash:?}"
     );
     assert_eq!(crash.to_string(), "sdk worker crashed: SIGABRT");
-    assert_eq!(crash.class(), SdkErrorClass::Item);
+    assert_eq!(crash.class(), SdkErrorClass::Crashed);
     for (i, h) in others.into_iter().enumerate() {
         let r = h.await.unwrap();
         if i % 2 == 0 {
@@ -125,10 +125,18 @@ async fn a_library_without_the_symbols_is_refused_by_name() {
     );
     assert_eq!(err.class(), SdkErrorClass::Fatal);
 
+    assert!(msg.contains("check [sdk] library"), "{msg}");
+
     let err = SdkPool::start(pool_config("/nonexistent/libsdk.so".into(), CORP, "x", 1))
         .await
         .expect_err("no such file");
-    assert!(err.to_string().contains("/nonexistent/libsdk.so"), "{err}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg.matches("/nonexistent/libsdk.so").count(),
+        1,
+        "the path is said once: {msg}"
+    );
+    assert!(msg.contains("check [sdk] library"), "{msg}");
     assert_eq!(err.class(), SdkErrorClass::Fatal);
 }
 
