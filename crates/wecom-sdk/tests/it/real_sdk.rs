@@ -171,3 +171,27 @@ async fn odd_inputs_table() {
     pool.ping().await.expect("the pool survives all of it");
     pool.shutdown().await;
 }
+
+/// A batch through the real library: an input that aborts it fails alone; its neighbours keep their
+/// own answers.
+#[tokio::test]
+async fn a_batch_with_an_aborting_input_isolates_it() {
+    let pool = real_pool(1).await;
+    let b64 = "bm90IGEgbWVzc2FnZQ==";
+    let mut items: Vec<(&str, &str)> = vec![("garbage-key", b64); 9];
+    items[4] = ("abc", "");
+    let out = pool.decrypt_batch(&items).await;
+    for (i, r) in out.iter().enumerate() {
+        match r {
+            Err(SdkError::WorkerCrashed { reason }) if i == 4 => {
+                assert_eq!(reason, "sdk worker crashed: SIGABRT");
+            }
+            Err(SdkError::Sdk { code: 10008, .. }) if i != 4 => {}
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.replayed_batches, stats.crashes), (1, 3), "{stats:?}");
+    pool.ping().await.expect("the pool survives");
+    pool.shutdown().await;
+}
