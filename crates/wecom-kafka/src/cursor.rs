@@ -60,7 +60,7 @@ impl KafkaSink {
         )));
         match self.producer.send(record, timeout).await {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(self.publish_error(topic, seq, &e)),
+            Err((e, m)) => Err(self.publish_error(topic, m.partition(), seq, &e)),
         }
     }
 

@@ -3,24 +3,34 @@
 //! after a crash what was already published past the cursor, from the topics themselves ([`KafkaSink::recover`];
 //! the exactly-once argument is in `recover.rs`). No broker transactions are used (tansu has none).
 //!
+//! Around it: the connectivity check ([`KafkaSink::check`]), the record size limit the pipeline slims records
+//! to ([`KafkaSink::max_record_bytes`], `limits.rs`), and the optional compacted cursor topic (`cursor.rs`).
+//!
 //! *Kafka never carries media bytes* (media events are references), and *no config property value reaches a
 //! log line, an error or `Debug`* (they may hold SASL passwords).
 
+mod admin;
 mod client;
 mod config;
 mod context;
 mod cursor;
 mod error;
+mod limits;
+mod publish;
 mod recover;
+mod redact;
 mod scan;
 mod sink;
 
+pub use admin::{CheckReport, TopicCheck, TopicRole};
 pub use client::{client_config, ClientRole};
 pub use config::{KafkaConfig, Topics, COMPRESSIONS};
 pub use context::ProducerStats;
-pub use error::{is_fatal_code, KafkaError};
+pub use error::{is_fatal_code, ErrorClass, KafkaError};
+pub use limits::RECORD_OVERHEAD;
+pub use publish::PublishLine;
 pub use rdkafka::error::RDKafkaErrorCode;
-pub use sink::{KafkaSink, LineKind, PublishLine};
+pub use sink::{KafkaSink, LineKind};
 
 /// Header carrying the corp id; `recover` matches on it.
 pub const HEADER_CORP_ID: &str = "corp_id";

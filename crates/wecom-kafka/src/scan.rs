@@ -41,9 +41,11 @@ pub(crate) struct ScanOutcome {
 
 /// A consumer for assign-and-read: no group, no commits, end-of-partition events on.
 pub(crate) fn reader(config: &KafkaConfig) -> Result<BaseConsumer<SinkContext>, KafkaError> {
-    let c = client_config(config, ClientRole::Reader);
-    c.create_with_context(SinkContext::default())
-        .map_err(client_error)
+    let context = SinkContext::new(config);
+    let redact = context.redactor();
+    client_config(config, ClientRole::Reader)
+        .create_with_context(context)
+        .map_err(|e| client_error(e, &redact))
 }
 
 /// Partition ids of `topic`, from a metadata request.

@@ -1,7 +1,9 @@
 use crate::common::{config, connect, unique};
+use crate::need_broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_round_trip_in_compacted_topic() {
+    need_broker!();
     let mut cfg = config("cursor");
     cfg.cursor_topic = Some(unique("cursor.cursors"));
     let sink = connect(&cfg).await;
@@ -23,6 +25,7 @@ async fn cursor_round_trip_in_compacted_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_calls_without_cursor_topic_fail() {
+    need_broker!();
     let cfg = config("nocursor");
     let sink = connect(&cfg).await;
     assert!(sink

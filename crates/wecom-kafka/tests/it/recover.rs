@@ -4,9 +4,11 @@ use std::time::Instant;
 use wecom_kafka::LineKind;
 
 use crate::common::{config, connect, line};
+use crate::need_broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_finds_exactly_the_published_tail() {
+    need_broker!();
     let cfg = config("recover");
     let sink = connect(&cfg).await;
     for page in 0..10u64 {
@@ -83,6 +85,7 @@ async fn recover_finds_exactly_the_published_tail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_on_empty_topics_is_fast_and_empty() {
+    need_broker!();
     let cfg = config("recover-empty");
     let sink = connect(&cfg).await;
     let t = Instant::now();
@@ -93,6 +96,7 @@ async fn recover_on_empty_topics_is_fast_and_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_scan_respects_its_bound() {
+    need_broker!();
     let mut cfg = config("recover-bound");
     cfg.partitions = 1;
     cfg.recover_max_records_per_partition = 300;
