@@ -9,7 +9,7 @@ use rdkafka::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KafkaError;
-use crate::scan::{reader, scan_back, Step};
+use crate::scan::{reader, scan_back, KafkaLog, Step, IDLE_TIMEOUT};
 use crate::sink::{run_blocking, KafkaSink};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,12 +77,13 @@ impl KafkaSink {
         run_blocking(move || {
             let consumer = reader(&config)?;
             let mut last: Option<Option<Vec<u8>>> = None;
+            let mut log = KafkaLog::new(&consumer, &topic, 0, |m| {
+                (m.key() == Some(key.as_bytes())).then(|| m.payload().map(<[u8]>::to_vec))
+            });
             scan_back(
-                &consumer,
-                &topic,
-                0,
+                &mut log,
                 config.recover_max_records_per_partition,
-                |m| (m.key() == Some(key.as_bytes())).then(|| m.payload().map(<[u8]>::to_vec)),
+                IDLE_TIMEOUT,
                 |_, value| {
                     last = Some(value);
                     Step::Stop

@@ -1,7 +1,8 @@
 //! The Kafka sink: publishes normalized records, dead letters and media events with an idempotent producer
 //! (`acks=all`), keyed by conversation so a conversation stays in one partition and in seq order, and recovers
 //! after a crash what was already published past the cursor, from the topics themselves ([`KafkaSink::recover`];
-//! the exactly-once argument is in `recover.rs`). No broker transactions are used (tansu has none).
+//! the exactly-once argument is in `recover.rs`, and for records published out of order by `redrive`, in
+//! `since.rs`). No broker transactions are used (tansu has none).
 //!
 //! Around it: the connectivity check ([`KafkaSink::check`]), the record size limit the pipeline slims records
 //! to ([`KafkaSink::max_record_bytes`], `limits.rs`), and the optional compacted cursor topic (`cursor.rs`).
@@ -20,6 +21,7 @@ mod publish;
 mod recover;
 mod redact;
 mod scan;
+mod since;
 mod sink;
 
 pub use admin::{CheckReport, TopicCheck, TopicRole};
@@ -30,6 +32,8 @@ pub use error::{is_fatal_code, ErrorClass, KafkaError};
 pub use limits::RECORD_OVERHEAD;
 pub use publish::PublishLine;
 pub use rdkafka::error::RDKafkaErrorCode;
+pub use recover::Recovered;
+pub use since::EndOffsets;
 pub use sink::{KafkaSink, LineKind};
 
 /// Header carrying the corp id; `recover` matches on it.
@@ -38,3 +42,6 @@ pub const HEADER_CORP_ID: &str = "corp_id";
 pub const HEADER_STREAM: &str = "stream";
 /// Header carrying the seq in decimal; added by `publish` when missing.
 pub const HEADER_SEQ: &str = "seq";
+/// Header marking a record published by `redrive` (any value): it is out of the live seq order, so the
+/// recovery scan counts it but never stops at it.
+pub const HEADER_REDRIVEN: &str = "redriven";

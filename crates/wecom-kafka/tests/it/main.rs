@@ -7,4 +7,5 @@ mod cursor;
 mod fatal;
 mod publish;
 mod recover;
+mod since;
 mod size;
