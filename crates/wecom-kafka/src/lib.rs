@@ -5,7 +5,8 @@
 //! `since.rs`). No broker transactions are used (tansu has none).
 //!
 //! Around it: the connectivity check ([`KafkaSink::check`]), the record size limit the pipeline slims records
-//! to ([`KafkaSink::max_record_bytes`], `limits.rs`), and the optional compacted cursor topic (`cursor.rs`).
+//! to ([`KafkaSink::max_record_bytes`], `limits.rs`), and the optional compacted cursor topic with owner
+//! epochs for moving a stream between machines (`cursor.rs`).
 //!
 //! *Kafka never carries media bytes* (media events are references), and *no config property value reaches a
 //! log line, an error or `Debug`* (they may hold SASL passwords).
@@ -28,6 +29,7 @@ pub use admin::{CheckReport, TopicCheck, TopicRole};
 pub use client::{client_config, ClientRole};
 pub use config::{KafkaConfig, Topics, COMPRESSIONS};
 pub use context::ProducerStats;
+pub use cursor::Claim;
 pub use error::{is_fatal_code, ErrorClass, KafkaError};
 pub use limits::RECORD_OVERHEAD;
 pub use publish::PublishLine;

@@ -7,6 +7,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use wecom_kafka::{KafkaConfig, KafkaSink, LineKind, PublishLine, Topics};
 
@@ -166,6 +167,21 @@ pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]
         .await
         .expect("create topic");
     assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
+/// Writes one raw record, as another program would.
+pub async fn produce_raw(topic: &str, partition: i32, key: &str, value: Option<&[u8]>) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let mut r = FutureRecord::<str, [u8]>::to(topic)
+        .partition(partition)
+        .key(key);
+    if let Some(v) = value {
+        r = r.payload(v);
+    }
+    p.send(r, Duration::from_secs(10)).await.expect("produce");
 }
 
 /// Log events of this test binary (all threads: librdkafka logs from its own), as `LEVEL target: text`.
