@@ -227,7 +227,11 @@ mod tests {
             "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAwSe0/pZVp2gaxjQVpyCeylLI6twRgbpMa0kepjYhxiI=\n-----END PUBLIC KEY-----\n"
         );
         assert!(!public.verify(b"msh", &sig));
-        assert_eq!(public.key_id().len(), 64);
+        // `openssl pkey -in KEY -pubout -outform DER | tail -c 32 | sha256sum`:
+        assert_eq!(
+            public.key_id(),
+            "45fe15bf2ff06b527cb6bdd1001d7ff9237573e1ceca63db121b3fc2d6f2a1cf"
+        );
         assert_eq!(
             spki_der(&key.pair),
             [&SPKI_PREFIX[..], &public.raw[..]].concat(),

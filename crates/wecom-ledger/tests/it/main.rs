@@ -3,6 +3,7 @@
 //! `WECOM_TEST_S3_ENDPOINT` is set).
 
 mod common;
+mod outside;
 mod rooms;
 mod s3;
 mod tamper;

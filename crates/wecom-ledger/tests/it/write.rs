@@ -23,15 +23,19 @@ fn local_config(root: &std::path::Path, key_file: Option<&std::path::Path>) -> A
 async fn local_round_trip_across_restarts_verifies_clean() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("signing.pem");
-    std::fs::write(
-        &key_file,
-        SigningKey::generate_pem().expect("key").as_bytes(),
-    )
-    .expect("key file");
+    let pem = SigningKey::generate_pem().expect("key");
+    std::fs::write(&key_file, pem.as_bytes()).expect("key file");
     let cfg = local_config(dir.path(), Some(&key_file));
     let stream = "room:wr1";
 
     let ledger = Ledger::open(&cfg, dir.path(), CORP).expect("open");
+    let secret_line = pem.lines().nth(1).expect("pem body");
+    let debug = format!("{ledger:?} {cfg:?}");
+    assert!(!debug.contains(secret_line), "{debug}");
+    assert!(
+        debug.contains(&ledger.public_key().expect("signed").key_id()),
+        "{debug}"
+    );
     let first = ledger
         .write_page(stream, &page(1, 10))
         .await
