@@ -182,12 +182,8 @@ impl Ledger {
         let keys = StreamKeys::new(&self.inner.corp_enc, stream)?;
         let state = self.stream_state(stream);
         let mut st = state.lock().await;
-        let written = self.write_locked(&keys, stream, items, &mut st).await;
-        if written.is_err() {
-            // A put that reported failure may still have landed: re-read the head next time.
-            st.head = None;
-        }
-        let entry = written?;
+        // On error the head is forgotten (a put that reported failure may still have landed).
+        let entry = self.write_locked(&keys, stream, items, &mut st).await?;
         if entry.is_some() {
             self.maybe_checkpoint(&keys, stream, &mut st).await;
         }
@@ -222,6 +218,9 @@ impl Ledger {
             ));
         }
         let count = fresh.len() as u64;
+        // Until the entry is written the head in memory may be stale: if this future fails or is
+        // dropped half-way (a cancelled caller), the next write re-reads it from the store.
+        st.head = None;
         let encoded = tokio::task::spawn_blocking(move || crate::segment::encode(&fresh))
             .await
             .map_err(|source| LedgerError::Blocking { source })?
