@@ -45,7 +45,7 @@ impl ArchiveClient {
             body: json_body(&wire::ChatDataBody { seq, limit })?,
             limit: self.inner.page_body_limit,
         };
-        self.inner.page(call, limit).await
+        self.inner.page(call, seq, limit).await
     }
 
     /// One room's items with a per-room seq greater than `seq`, at most `limit` (1..=1000).
@@ -63,7 +63,7 @@ impl ArchiveClient {
             body: json_body(&wire::RoomItemsBody { roomid, seq, limit })?,
             limit: self.inner.page_body_limit,
         };
-        self.inner.page(call, limit).await
+        self.inner.page(call, seq, limit).await
     }
 
     /// A room's metadata (name, creator, members).
@@ -166,11 +166,25 @@ fn json_body(body: &impl Serialize) -> Result<Bytes, ApiError> {
 impl Inner {
     /// A page of items, refused (retriably) when it holds more than the `limit` asked for: the
     /// caller must not move its cursor past items the server should not have sent.
-    async fn page(&self, call: Call, limit: u32) -> Result<Vec<ChatDataItem>, ApiError> {
+    async fn page(
+        &self,
+        call: Call,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatDataItem>, ApiError> {
         let ep = call.ep;
         let env: wire::ChatDataEnvelope = self
             .post(call, |env: &wire::ChatDataEnvelope| {
-                let count = env.chatdata.len();
+                // Repeats are not extra items: the service has been seen to serve again items at or
+                // below the requested seq, and one seq twice; the fetcher drops both. What counts is
+                // the distinct new seqs.
+                let count = env
+                    .chatdata
+                    .iter()
+                    .map(|i| i.seq)
+                    .filter(|&s| s > after)
+                    .collect::<std::collections::BTreeSet<u64>>()
+                    .len();
                 if count > limit as usize {
                     Err(ApiError::TooManyItems {
                         endpoint: ep,

@@ -73,8 +73,9 @@ pub enum ApiError {
         body_limit_advice(endpoint)
     )]
     BodyTooLarge { endpoint: &'static str, limit: u64 },
-    /// A page with more items than the `limit` asked for: the server broke the contract. Retriable: the
-    /// cursor must not move past items that may not belong to the page.
+    /// A page with more new items (distinct seqs above the one asked after) than the `limit` asked for:
+    /// the server broke the contract. Retriable: the cursor must not move past items that may not belong
+    /// to the page. `count` is the number of distinct new seqs.
     #[error("{endpoint} answered {count} items to a request for at most {limit}")]
     TooManyItems {
         endpoint: &'static str,

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wecom_api::{RetryPolicy, Secret};
+use wecom_api::{FetchConfig, RetryPolicy, Secret};
 use wecom_crypto::RsaBackendKind;
+use wecom_sdk::SdkConfig;
 #[cfg(feature = "sim")]
 use wecom_sim::SimConfig;
 
@@ -34,9 +35,9 @@ pub struct Config {
     #[serde(default)]
     pub pipeline: StageConfig,
     pub sink: SinkConfig,
-    /// The raw archive of encrypted pages (archive.rs).
+    /// The raw archive of encrypted pages (`wecom-ledger`).
     #[serde(default)]
-    pub archive: ArchiveConfig,
+    pub archive: wecom_ledger::ArchiveConfig,
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
@@ -90,57 +91,6 @@ pub enum SourceConfig {
     /// Tencent's Finance SDK (`GetChatData`) in supervised worker processes; needs the `[sdk]` section.
     /// It has the corp stream only (no per-room paging).
     Sdk {},
-}
-
-/// The official Finance SDK, run in worker processes (never in the pipeline's own): used by
-/// `source.kind = "sdk"`, `cipher.kind = "sdk"` and `wecom-archive gateway`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SdkConfig {
-    /// Path of `libWeWorkFinanceSdk_C.so`.
-    pub library: PathBuf,
-    /// Worker processes; 0 means one per core (DecryptData is CPU-bound).
-    #[serde(default)]
-    pub workers: usize,
-    /// A request slower than this kills its (hung) worker.
-    #[serde(default = "default_sdk_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// The timeout passed to the SDK's network calls, in seconds.
-    #[serde(default = "default_sdk_timeout_secs")]
-    pub sdk_timeout_secs: u32,
-    /// Optional HTTP proxy for the SDK's traffic (`host:port`); its password comes from `WECOM_SDK_PROXY_PASSWORD`.
-    #[serde(default)]
-    pub proxy: Option<String>,
-}
-
-fn default_sdk_request_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_sdk_timeout_secs() -> u32 {
-    30
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FetchConfig {
-    /// Items per `get_chat_data` page, 1..=1000.
-    pub limit: u32,
-    /// How long to wait before asking again once caught up (live tail).
-    pub poll_interval_ms: u64,
-    pub request_timeout_ms: u64,
-    pub retry: RetryPolicy,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        Self {
-            limit: 1000,
-            poll_interval_ms: 2000,
-            request_timeout_ms: 30_000,
-            retry: RetryPolicy::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,41 +179,6 @@ fn default_segment_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
-/// The `[archive]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Keep the raw archive (on by default: it is the only copy older than the service's retention).
-    pub enabled: bool,
-    pub store: ArchiveStoreConfig,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            store: ArchiveStoreConfig::default(),
-        }
-    }
-}
-
-/// Where raw segments go. Only local disk for now; an S3 kind mirroring `[media.store]` is the next step.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ArchiveStoreConfig {
-    Local {
-        /// Root directory of the object keys; default: the sink's `data_dir`.
-        #[serde(default)]
-        root: Option<PathBuf>,
-    },
-}
-
-impl Default for ArchiveStoreConfig {
-    fn default() -> Self {
-        ArchiveStoreConfig::Local { root: None }
-    }
-}
-
 /// The configuration the program runs with: secrets resolved, paths made absolute, ranges checked.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -288,7 +203,7 @@ pub struct Validated {
     pub sdk: Option<SdkConfig>,
     pub media: Option<wecom_media::MediaConfig>,
     pub ops: crate::ops::OpsConfig,
-    pub archive: ArchiveConfig,
+    pub archive: wecom_ledger::ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
 }
 
@@ -333,16 +248,7 @@ impl Config {
                 )))
             }
         };
-        if !(1..=1000).contains(&self.fetch.limit) {
-            return Err(bad(format!(
-                "fetch.limit must be 1..=1000, got {}",
-                self.fetch.limit
-            )));
-        }
-        self.fetch
-            .retry
-            .validate()
-            .map_err(|e| bad(format!("fetch.retry: {e}")))?;
+        self.fetch.validate().map_err(|e| bad(e.to_string()))?;
         let key_files = match &env.key_files {
             Some(spec) => {
                 parse_key_files(spec).map_err(|r| bad(format!("{ENV_KEY_FILES}: {r}")))?
@@ -394,10 +300,14 @@ impl Config {
             .validate()
             .map_err(|r| bad(format!("[rooms]: {r}")))?;
         if let Some(media) = &self.media {
-            media
-                .worker_config()
-                .map_err(|e| bad(format!("[media]: {e}")))?;
+            media.validate().map_err(|e| bad(e.to_string()))?;
         }
+        if let Some(sdk) = &self.sdk {
+            sdk.validate().map_err(|e| bad(e.to_string()))?;
+        }
+        self.archive
+            .validate()
+            .map_err(|e| bad(wecom_model::error_chain(&e)))?;
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -408,8 +318,8 @@ impl Config {
             corp_secret: Secret::new(secret),
             source: self.source,
             limit: self.fetch.limit,
-            poll_interval: Duration::from_millis(self.fetch.poll_interval_ms),
-            request_timeout: Duration::from_millis(self.fetch.request_timeout_ms),
+            poll_interval: self.fetch.poll_interval(),
+            request_timeout: self.fetch.request_timeout(),
             retry: self.fetch.retry,
             key_backend: self.keys.backend,
             key_files,

@@ -16,11 +16,13 @@ use tracing::{info, warn};
 use wecom_api::{ApiError, ArchiveClient, ErrorClass};
 use wecom_model::api::ChatDataItem;
 
-use crate::archive::{ManifestEntry, RawArchive};
 use crate::error::PipelineError;
 use crate::ops::Probe;
 use crate::scope::Scope;
 use crate::stream::StreamSel;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use wecom_ledger::{ArchivedPage, Ledger, LedgerError};
 
 /// A page of new items, ascending by seq, and the seq the cursor may move to once they are all written.
 pub(crate) struct Page {
@@ -36,11 +38,12 @@ pub(crate) enum PageSource {
         stream: StreamSel,
         limit: u32,
     },
-    /// The raw archive's segments, in seq order; never calls the service.
+    /// The raw archive's segments, in seq order, each checked against its manifest entry; never calls the
+    /// service.
     Archive {
-        archive: RawArchive,
-        /// Loaded on the first call.
-        entries: Option<std::vec::IntoIter<ManifestEntry>>,
+        ledger: Ledger,
+        /// Opened on the first call, after the seq the walk starts from.
+        pages: Option<BoxStream<'static, Result<ArchivedPage, LedgerError>>>,
     },
 }
 
@@ -53,10 +56,10 @@ enum SourceError {
 }
 
 impl PageSource {
-    pub(crate) fn archive(archive: RawArchive) -> Self {
+    pub(crate) fn archive(ledger: Ledger) -> Self {
         PageSource::Archive {
-            archive,
-            entries: None,
+            ledger,
+            pages: None,
         }
     }
 
@@ -93,25 +96,16 @@ impl PageSource {
                     })),
                 }
             }
-            PageSource::Archive { archive, entries } => {
-                if entries.is_none() {
-                    let listed = archive.manifest(stream).await.map_err(SourceError::Fatal)?;
-                    info!(corp = %corp_id, stream = %stream, segments = listed.len(), after_seq = after, "replaying from the raw archive");
-                    *entries = Some(listed.into_iter());
+            PageSource::Archive { ledger, pages } => {
+                let pages = pages.get_or_insert_with(|| {
+                    info!(corp = %corp_id, stream = %stream, after_seq = after, "replaying from the raw archive");
+                    ledger.pages(stream, after)
+                });
+                match pages.next().await {
+                    Some(Ok(page)) => Ok(Some(page.items)),
+                    Some(Err(e)) => Err(SourceError::Fatal(PipelineError::archive(corp_id, e))),
+                    None => Ok(None),
                 }
-                let Some(list) = entries.as_mut() else {
-                    return Ok(None);
-                };
-                for entry in list.by_ref() {
-                    if entry.last_seq > after {
-                        let items = archive
-                            .read_segment(&entry)
-                            .await
-                            .map_err(SourceError::Fatal)?;
-                        return Ok(Some(items));
-                    }
-                }
-                Ok(None)
             }
         }
     }

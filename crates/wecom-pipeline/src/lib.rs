@@ -9,7 +9,6 @@
 //! letters), [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the
 //! invariants.
 
-pub mod archive;
 pub mod config;
 mod decrypt;
 pub mod error;

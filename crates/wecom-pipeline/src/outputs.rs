@@ -29,7 +29,9 @@ pub struct PageOutcome {
 
 struct KafkaOut {
     sink: KafkaSink,
-    present: BTreeSet<u64>,
+    /// What the topics already hold past the cursor: records and dead letters apart, so a seq that was
+    /// dead-lettered before a crash and decrypts now (the key was added) is still published as a record.
+    present: wecom_kafka::Recovered,
 }
 
 pub struct Outputs {
@@ -82,7 +84,7 @@ impl Outputs {
                     .recover(&corp_id, &stream, start)
                     .await
                     .map_err(|e| kafka_err(&corp_id, &stream, e))?;
-                info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_kafka = present.len(), "kafka sink recovered");
+                info!(corp = %corp_id, stream = %stream, after_seq = start, records_in_kafka = present.records.len(), dead_letters_in_kafka = present.dead_letters.len(), "kafka sink recovered");
                 Some(KafkaOut { sink, present })
             }
             _ => None,
@@ -118,7 +120,8 @@ impl Outputs {
             let dead = p.dead.is_some();
             let in_local = self.local_present.remove(&p.line.seq);
             let in_kafka = match &mut self.kafka {
-                Some(k) => k.present.remove(&p.line.seq),
+                Some(k) if dead => k.present.dead_letters.remove(&p.line.seq),
+                Some(k) => k.present.records.remove(&p.line.seq),
                 None => true,
             };
             let local_wants = dead || self.local_records;

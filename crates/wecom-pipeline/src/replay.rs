@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use wecom_store::{LineKind, StreamLayout};
 
-use crate::archive::RawArchive;
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
 use crate::process::Processed;
@@ -29,6 +28,7 @@ use crate::run::run_scoped;
 use crate::scope::{Keep, ProbeList, RetentionCheck, Scope};
 use crate::source::Source;
 use crate::stream::{RunOptions, RunSummary, StreamSel};
+use wecom_ledger::Ledger;
 
 /// What to replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +158,10 @@ pub async fn replay(
     check_request(&root, req, &cfg.corp_id)?;
 
     let archive = if req.from_archive {
-        Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
+        Some(
+            Ledger::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)
+                .map_err(|e| PipelineError::archive(&cfg.corp_id, e))?,
+        )
     } else {
         None
     };

@@ -137,6 +137,12 @@ pub(crate) async fn run_scoped(
     if let Some(p) = progress {
         p.abort();
     }
+    // Every run ends with a signed checkpoint of what it archived (when signing is configured).
+    if let Some(ledger) = &scope.archive_writer {
+        if let Err(e) = ledger.checkpoint(&stream).await {
+            tracing::warn!(corp = %corp_id, stream = %stream, error = %wecom_model::error_chain(&e), "raw archive: the end-of-run checkpoint failed; the next run writes one");
+        }
+    }
     decrypted?;
     sunk?;
     fetched?;

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use tracing::warn;
 use wecom_model::api::ChatDataItem;
 
-use crate::archive::RawArchive;
 use crate::config::Validated;
 use crate::error::PipelineError;
 use crate::ops::Probe;
 use crate::process::Processed;
+use wecom_ledger::Ledger;
 
 /// A first served seq this far past the requested one means the source skipped history: the requested seq
 /// is older than its retention window. (Real gaps between seqs are small; the simulator's are at most 5.)
@@ -34,9 +34,9 @@ pub(crate) struct Scope {
     /// The walk ends once the cursor reaches this seq; items past it are not written.
     pub stop_after_seq: Option<u64>,
     /// Raw archive written by the fetcher (live runs).
-    pub archive_writer: Option<RawArchive>,
+    pub archive_writer: Option<Ledger>,
     /// Pages come from the raw archive instead of the service.
-    pub from_archive: Option<RawArchive>,
+    pub from_archive: Option<Ledger>,
     /// Items for which this returns false are not written (their seqs are still committed past).
     pub keep: Option<Keep>,
     pub retention: Option<Arc<RetentionCheck>>,
@@ -48,7 +48,10 @@ impl Scope {
     /// The live run's scope: its own directory, no bounds, the raw archive when enabled.
     pub fn live(cfg: &Validated) -> Result<Self, PipelineError> {
         let archive_writer = if cfg.archive.enabled {
-            Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
+            Some(
+                Ledger::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)
+                    .map_err(|e| PipelineError::archive(&cfg.corp_id, e))?,
+            )
         } else {
             None
         };
@@ -73,7 +76,9 @@ impl Scope {
             r.observe(corp_id, stream, first.seq);
         }
         if let Some(a) = &self.archive_writer {
-            a.write_page(stream, items).await?;
+            a.write_page(stream, items)
+                .await
+                .map_err(|e| PipelineError::archive(corp_id, e))?;
         }
         Ok(())
     }

@@ -47,6 +47,11 @@ pub struct SdkConfig {
     /// [`PROXY_PASSWORD_ENV`].
     #[serde(default)]
     pub proxy: Option<String>,
+    /// Extra environment variables for the worker processes (`[sdk.worker_env]`), on top of the few
+    /// they inherit ([`crate::INHERITED_ENV`]); e.g. what a library build needs to find its resources.
+    /// Not for secrets: they are visible in the config file.
+    #[serde(default)]
+    pub worker_env: std::collections::BTreeMap<String, String>,
 }
 
 fn default_request_timeout_ms() -> u64 {
@@ -151,6 +156,11 @@ impl SdkConfig {
         pc.sdk_timeout = Duration::from_secs(u64::from(self.sdk_timeout_secs));
         pc.proxy = self.proxy.clone();
         pc.proxy_password = proxy_password;
+        pc.worker_env = self
+            .worker_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         pc
     }
 }
@@ -312,6 +322,7 @@ mod tests {
                 request_timeout_ms: 60_000,
                 sdk_timeout_secs: 30,
                 proxy: None,
+                worker_env: Default::default(),
             }
         );
         c.validate().unwrap();
@@ -369,7 +380,8 @@ mod tests {
     fn pool_config_runs_workers_as_a_subcommand() {
         let c = parse(
             "library = \"/opt/sdk.so\"\nworkers = 3\nrequest_timeout_ms = 45000\n\
-             sdk_timeout_secs = 20\nproxy = \"http://10.0.0.1:3128\"",
+             sdk_timeout_secs = 20\nproxy = \"http://10.0.0.1:3128\"\n\
+             [worker_env]\nSDK_HOME = \"/opt/sdk\"",
         )
         .unwrap();
         let pc = c.pool_config_with(
@@ -388,6 +400,10 @@ mod tests {
         assert_eq!(pc.sdk_timeout, Duration::from_secs(20));
         assert_eq!(pc.proxy.as_deref(), Some("http://10.0.0.1:3128"));
         assert_eq!(pc.proxy_password.as_ref().map(Secret::expose), Some("u:p"));
+        assert_eq!(
+            pc.worker_env,
+            vec![("SDK_HOME".to_string(), "/opt/sdk".to_string())]
+        );
         // The validated pool config accepts what the section accepted.
         pc.validated().unwrap();
         // And refuses what the section refuses, before any worker starts.

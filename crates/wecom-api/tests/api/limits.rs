@@ -215,6 +215,25 @@ async fn a_page_with_more_items_than_asked_is_a_retriable_protocol_error() {
     );
 }
 
+/// Repeats (one seq twice, items at or below the requested seq) do not count against the limit: they reach
+/// the fetcher, which drops them.
+#[tokio::test]
+async fn repeated_seqs_do_not_count_against_the_limit() {
+    let fake = Fake::start(|r| match r.path.as_str() {
+        GETTOKEN => ok_token(1, 7200),
+        _ => Reply::Json(
+            json!({"errcode":0,"errmsg":"ok","chatdata":[item(1), item(2), item(3), item(3), item(4)]}),
+        ),
+    })
+    .await;
+    let c = wecom_api::ArchiveClient::new(config(&fake.base_url)).unwrap();
+    assert_eq!(
+        seqs(&c.get_chat_data(1, 3).await.unwrap()),
+        vec![1, 2, 3, 3, 4]
+    );
+    assert_eq!(fake.count(CHAT), 1);
+}
+
 #[tokio::test]
 async fn a_page_over_the_limit_once_is_retried_and_then_served() {
     let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
