@@ -5,6 +5,7 @@
 mod support;
 
 mod crash;
+mod errors;
 mod kafka;
 mod media;
 mod ops;

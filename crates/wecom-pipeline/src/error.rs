@@ -1,5 +1,6 @@
 //! The pipeline's error type. Every variant names what failed (corp, stream, seq, file) and carries no
-//! secret. Item-level problems never appear here: they become dead letters and the pipeline moves on.
+//! secret. A variant with a source does not repeat it: print the whole chain (`{:#}` at the binary's
+//! edge, [`wecom_model::error_chain`] in logs). Item-level problems never appear here: they become dead letters and the pipeline moves on.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,9 @@ use std::path::PathBuf;
 pub enum PipelineError {
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("keyring: {0}")]
+    #[error("keyring")]
     Keyring(#[from] wecom_crypto::CryptoError),
-    #[error("corp {corp_id} stream {stream}: fetching after seq {seq}: {source}")]
+    #[error("corp {corp_id} stream {stream}: fetching after seq {seq}")]
     Fetch {
         corp_id: String,
         stream: String,
@@ -17,13 +18,13 @@ pub enum PipelineError {
         #[source]
         source: Box<wecom_api::ApiError>,
     },
-    #[error("corp {corp_id}: {source}")]
+    #[error("corp {corp_id}")]
     Api {
         corp_id: String,
         #[source]
         source: Box<wecom_api::ApiError>,
     },
-    #[error("corp {corp_id} stream {stream}: local sink: {source}")]
+    #[error("corp {corp_id} stream {stream}: local sink")]
     Store {
         corp_id: String,
         stream: String,
@@ -31,7 +32,7 @@ pub enum PipelineError {
         source: wecom_store::StoreError,
     },
     /// Local storage failed before the stream was known (wrapped into `Store` by [`PipelineError::in_stream`]).
-    #[error("local storage: {0}")]
+    #[error("local storage")]
     Local(#[from] wecom_store::StoreError),
     #[error(
         "{dir} is in use by another wecom-archive process (lock file {dir}/.lock); stop it first"
@@ -44,7 +45,7 @@ pub enum PipelineError {
         #[source]
         source: Box<wecom_ledger::LedgerError>,
     },
-    #[error("corp {corp_id} stream {stream}: kafka sink: {source}")]
+    #[error("corp {corp_id} stream {stream}: kafka sink")]
     Kafka {
         corp_id: String,
         stream: String,

@@ -158,7 +158,7 @@ pub(crate) async fn fetch_loop(
             Ok(None) => break,
             Err(SourceError::Transient(e)) => {
                 probe.fetch_failed(last, &e);
-                warn!(corp = %corp_id, stream = %stream, seq = last, error = %e, "fetch failed; retrying after the poll interval");
+                warn!(corp = %corp_id, stream = %stream, seq = last, error = %wecom_model::error_chain(&e), "fetch failed; retrying after the poll interval");
                 if sleep_or_stop(outage_pause, &shutdown).await {
                     return Ok(());
                 }
@@ -173,7 +173,7 @@ pub(crate) async fn fetch_loop(
         // Raw archive before the page moves on, so the archive is never behind the cursor; a failed
         // write is retried like a fetch outage (the same page is asked for again).
         if let Err(e) = scope.page_fetched(&corp_id, &stream, &page.items).await {
-            warn!(corp = %corp_id, stream = %stream, seq = last, error = %e, "raw archive write failed; retrying after the poll interval");
+            warn!(corp = %corp_id, stream = %stream, seq = last, error = %wecom_model::error_chain(&e), "raw archive write failed; retrying after the poll interval");
             if sleep_or_stop(outage_pause, &shutdown).await {
                 return Ok(());
             }

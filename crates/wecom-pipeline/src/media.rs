@@ -24,10 +24,14 @@ pub struct MediaTask {
     corp_id: String,
 }
 
-fn media_err(corp_id: &str, e: impl std::fmt::Display) -> PipelineError {
+fn media_err(
+    corp_id: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> PipelineError {
+    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
     PipelineError::Media {
         corp_id: corp_id.to_string(),
-        reason: e.to_string(),
+        reason: wecom_model::error_chain(&*e),
     }
 }
 

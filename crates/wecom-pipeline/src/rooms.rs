@@ -292,7 +292,7 @@ impl Shared {
                 let secs = ttl.as_secs();
                 match (first, retriable) {
                     (true, true) => {
-                        warn!(corp = %self.corp_id, roomid = %roomid, error = %e, retry_in_secs = secs,
+                        warn!(corp = %self.corp_id, roomid = %roomid, error = %wecom_model::error_chain(&e), retry_in_secs = secs,
                         "room metadata lookup failed; records of this room go without room info meanwhile")
                     }
                     (true, false) => {
@@ -300,7 +300,7 @@ impl Shared {
                         retry_in_secs = secs, "no room metadata for this room (e.g. an external group); records go without room info")
                     }
                     (false, _) => {
-                        debug!(corp = %self.corp_id, roomid = %roomid, error = %e, "room metadata lookup failed again")
+                        debug!(corp = %self.corp_id, roomid = %roomid, error = %wecom_model::error_chain(&e), "room metadata lookup failed again")
                     }
                 }
                 Cached {

@@ -90,7 +90,7 @@ impl Source {
         }
         if let Some(g) = self.gateway {
             if let Err(e) = g.shutdown().await {
-                warn!(error = %e, "in-process sdk gateway did not shut down cleanly");
+                warn!(error = %wecom_model::error_chain(&e), "in-process sdk gateway did not shut down cleanly");
             }
         }
         if let Some(pool) = self.sdk {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// operator. The pipeline treats them as fatal (stop, do not move the cursor).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("i/o error on {}: {source}", path.display())]
+    #[error("i/o error on {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

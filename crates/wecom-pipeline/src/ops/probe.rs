@@ -162,9 +162,9 @@ impl Probe {
     }
 
     /// A fetch failed after the client's retries (logged by the caller).
-    pub fn fetch_failed(&self, seq: u64, err: &dyn std::fmt::Display) {
+    pub fn fetch_failed(&self, seq: u64, err: &(dyn std::error::Error + 'static)) {
         counter!("wecom_fetch_errors_total", "stream" => self.stream.clone()).increment(1);
-        self.set_error(seq, format!("fetch: {err}"));
+        self.set_error(seq, format!("fetch: {}", wecom_model::error_chain(err)));
     }
 
     /// Items came out of the decrypt stage.
@@ -208,11 +208,12 @@ impl Probe {
     }
 
     /// A sink write or commit failed for the batch ending at `seq`. Logged here, naming corp, stream, seq.
-    pub fn sink_failed(&self, seq: u64, err: &dyn std::fmt::Display) {
+    pub fn sink_failed(&self, seq: u64, err: &(dyn std::error::Error + 'static)) {
         counter!("wecom_sink_errors_total", "stream" => self.stream.clone()).increment(1);
         self.sink_ok.store(false, Ordering::Relaxed);
-        error!(corp = %self.corp_id, stream = %self.stream, seq, error = %err, "sink write failed");
-        self.set_error(seq, format!("sink: {err}"));
+        let chain = wecom_model::error_chain(err);
+        error!(corp = %self.corp_id, stream = %self.stream, seq, error = %chain, "sink write failed");
+        self.set_error(seq, format!("sink: {chain}"));
     }
 
     fn set_error(&self, seq: u64, message: String) {

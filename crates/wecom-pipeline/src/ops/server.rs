@@ -51,7 +51,7 @@ pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = served {
-            warn!(error = %e, "ops server stopped with an error");
+            warn!(error = %wecom_model::error_chain(&e), "ops server stopped with an error");
         }
     });
     info!(%addr, "ops server listening (/metrics, /health, /ready)");

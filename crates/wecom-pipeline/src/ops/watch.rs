@@ -32,7 +32,7 @@ impl Drop for WatchGuard {
         deregister(self.id);
         export_client_stats(&self.client);
         if let Err(e) = write_status(&self.status_path, &self.probe.status()) {
-            warn!(corp = %self.probe.corp(), stream = %self.probe.stream(), seq = self.probe.committed.load(Ordering::Relaxed), error = %e, "cannot write status.json");
+            warn!(corp = %self.probe.corp(), stream = %self.probe.stream(), seq = self.probe.committed.load(Ordering::Relaxed), error = %wecom_model::error_chain(&e), "cannot write status.json");
         }
     }
 }
@@ -135,7 +135,7 @@ async fn watch_loop<T>(
         let path = status_path.clone();
         let written = tokio::task::spawn_blocking(move || write_status(&path, &status)).await;
         if let Ok(Err(e)) = written {
-            warn!(corp = %probe.corp(), stream = %s, seq = committed, error = %e, "cannot write status.json");
+            warn!(corp = %probe.corp(), stream = %s, seq = committed, error = %wecom_model::error_chain(&e), "cannot write status.json");
         }
         if let Some(h) = HANDLE.get() {
             h.run_upkeep();
