@@ -14,12 +14,23 @@ use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 mod check;
 mod replay_cmd;
 mod status;
+mod verify_cmd;
+
+/// `0.1.0 (git 1a2b3c4d5e6f)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("WECOM_GIT_REV"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "wecom-archive",
-    version,
-    about = "Ingest the WeCom session archive: fetch, decrypt, normalize, store."
+    version = VERSION,
+    about = "Ingest the WeCom session archive: fetch, decrypt, normalize, store.",
+    after_help = "Example:\n  wecom-archive run --config config/demo.toml --until-caught-up\n\n\
+                  Logs go to stderr; WECOM_LOG sets the level (e.g. WECOM_LOG=debug)."
 )]
 struct Cli {
     /// Log as JSON lines instead of the human format.
@@ -33,6 +44,9 @@ struct Cli {
 enum Command {
     /// Serve the project's HTTP archive contract from Tencent's Finance SDK (run it on the whitelisted host).
     /// Items pass through still encrypted: the gateway holds the corp secret, never the private keys.
+    #[command(
+        after_help = "Example:\n  WECOM_GATEWAY_TOKEN=... wecom-archive gateway --config gateway.toml --listen 127.0.0.1:8700"
+    )]
     Gateway {
         #[arg(long, short)]
         config: PathBuf,
@@ -41,6 +55,11 @@ enum Command {
         listen: SocketAddr,
     },
     /// Run the pipeline: walk the stream from the committed cursor, write records, commit.
+    #[command(
+        after_help = "Examples:\n  wecom-archive run --config config/demo.toml --until-caught-up\n  \
+                            wecom-archive run --config /etc/wecom-archive/production.toml      # tail the live stream\n  \
+                            wecom-archive run --config production.toml --room wrAbCdEf          # one room's own stream"
+    )]
     Run {
         #[arg(long, short)]
         config: PathBuf,
@@ -52,6 +71,7 @@ enum Command {
         until_caught_up: bool,
     },
     /// Re-process dead letters (e.g. after adding a missing private key to the keyring).
+    #[command(after_help = "Example:\n  wecom-archive redrive --config production.toml")]
     Redrive {
         #[arg(long, short)]
         config: PathBuf,
@@ -60,8 +80,17 @@ enum Command {
     },
     /// Replay a seq range (or rooms) from the service or the raw archive into an output and cursor of its
     /// own (<data_dir>/<corp>/replays/<name>/), beside the live run; the same --name resumes.
+    #[command(
+        after_help = "Examples:\n  wecom-archive replay --config production.toml --from-seq 0 --to-seq 50000 --name audit   # again: resumes\n  \
+                            wecom-archive replay --config production.toml --from-seq 0 --from-archive --room wrAbCdEf"
+    )]
     Replay(replay_cmd::ReplayArgs),
-    /// Per stream: committed seq, newest seq known, lag, dead letters, last error (read from the data dir).
+    /// Per stream: committed seq, newest seq known, lag, dead letters, media backlog, last error (read from
+    /// the data dir).
+    #[command(
+        after_help = "Examples:\n  wecom-archive status --config production.toml\n  \
+                            wecom-archive status --config production.toml --json | jq '.streams[].lag'"
+    )]
     Status {
         #[arg(long, short)]
         config: PathBuf,
@@ -70,12 +99,38 @@ enum Command {
         json: bool,
     },
     /// Validate a config: keyring (versions, sizes, file permissions), token, sink; exits non-zero on a failure.
+    #[command(after_help = "Example:\n  wecom-archive check --config production.toml")]
     Check {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check the raw archive: every segment against its manifest entry, the hash chain, the signed
+    /// checkpoints; exits non-zero if anything is missing or altered.
+    #[command(
+        after_help = "Examples:\n  wecom-archive verify --config production.toml\n  \
+                            wecom-archive verify --config production.toml --stream corp --from 100000 --to 200000 \\\n      \
+                            --public-key archive-signing.pub.pem --json"
+    )]
+    Verify(verify_cmd::VerifyArgs),
+    /// Print a shell completion script to stdout.
+    #[command(
+        after_help = "Examples:\n  wecom-archive completions bash > /etc/bash_completion.d/wecom-archive\n  \
+                            wecom-archive completions zsh > \"${fpath[1]}/_wecom-archive\""
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(
+        after_help = "Example:\n  wecom-archive man > /usr/local/share/man/man1/wecom-archive.1"
+    )]
+    Man,
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
     #[cfg(feature = "sim")]
+    #[command(
+        after_help = "Example:\n  wecom-archive sim --listen 127.0.0.1:8700 --messages 20000"
+    )]
     Sim {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8700")]
@@ -227,6 +282,24 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay_cmd::run(args, shutdown_on_signals()).await,
         Command::Status { config, json } => status::status(&config, json),
+        Command::Verify(args) => {
+            if verify_cmd::verify(args).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("the raw archive is not intact (see the report above)")
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "wecom-archive", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")
+        }
         Command::Check { config } => check::check(&config).await,
         Command::Gateway { config, listen } => gateway(&config, listen).await,
         #[cfg(feature = "sim")]

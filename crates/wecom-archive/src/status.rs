@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use wecom_pipeline::ops::{collect_status, StatusReport};
+use wecom_pipeline::ops::{collect_status, MediaSummary, StatusReport};
 use wecom_pipeline::Config;
 
 pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ pub fn table(report: &StatusReport) -> String {
         out.push_str("no stream has committed anything yet\n");
         return out;
     }
-    let rows: Vec<[String; 6]> = report
+    let rows: Vec<[String; 7]> = report
         .streams
         .iter()
         .map(|s| {
@@ -43,6 +43,7 @@ pub fn table(report: &StatusReport) -> String {
                 s.newest_seq_known.to_string(),
                 s.lag.to_string(),
                 s.dead_letters.to_string(),
+                s.media.as_ref().map_or_else(|| "-".to_string(), media_cell),
                 s.last_error.as_ref().map_or_else(
                     || "-".to_string(),
                     |e| format!("{} (seq {}, {})", e.message, e.seq, e.at),
@@ -50,7 +51,15 @@ pub fn table(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    let header = ["STREAM", "COMMITTED", "NEWEST", "LAG", "DEAD", "LAST ERROR"];
+    let header = [
+        "STREAM",
+        "COMMITTED",
+        "NEWEST",
+        "LAG",
+        "DEAD",
+        "MEDIA",
+        "LAST ERROR",
+    ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r.iter()) {
@@ -76,4 +85,34 @@ pub fn table(report: &StatusReport) -> String {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// `stopped: 12 pending, 1 failed, 1.2 GiB stored`.
+fn media_cell(m: &MediaSummary) -> String {
+    let mut cell = format!(
+        "{}: {} pending, {} failed, {} stored",
+        m.state,
+        m.backlog,
+        m.objects_failed,
+        human_bytes(m.bytes_stored)
+    );
+    if let Some(age) = m.oldest_pending_age_secs.filter(|a| *a > 0) {
+        cell.push_str(&format!(", oldest {age}s"));
+    }
+    cell
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

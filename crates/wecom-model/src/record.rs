@@ -39,6 +39,8 @@ pub struct Record {
     pub send_time: Option<String>,
     /// The message's `msgtime` (for `switch`, its `time`), Unix milliseconds.
     pub msgtime_ms: Option<u64>,
+    /// The message's msgtype; `"switch"` for a switch (which has none in the archive). `None` only for an
+    /// item of another action without one.
     pub msgtype: Option<String>,
     /// The msgid ends with `_external`: a conversation with an external contact.
     pub external: bool,
@@ -228,7 +230,11 @@ pub fn normalize(ctx: &NormalizeContext<'_>, msg: &Message) -> Record {
         conversation_id: conversation_id(msg, ctx.stream),
         send_time: msgtime_ms.and_then(format_msgtime),
         msgtime_ms,
-        msgtype: msg.msgtype.clone(),
+        // A switch comes without a msgtype; downstream consumers get "switch" rather than null.
+        msgtype: match &msg.content {
+            Content::Switch(_) if msg.msgtype.is_none() => Some("switch".to_owned()),
+            _ => msg.msgtype.clone(),
+        },
         external: msg.msgid.ends_with("_external"),
         updown_stream: msg.msgid.contains("_updown_stream"),
         content: msg.content.clone(),

@@ -32,7 +32,7 @@ pub struct Processed {
     pub line: OutputLine,
     /// The dead-letter reason, when the item could not become a record.
     pub dead: Option<DeadLetterReason>,
-    /// msgtype of a record (for counters); `None` for dead letters and `switch`.
+    /// msgtype of a record (for counters and the `msgtype` header); `None` for dead letters.
     pub msgtype: Option<String>,
     /// Partition key: the record's conversation id; a dead letter's msgid.
     pub key: String,

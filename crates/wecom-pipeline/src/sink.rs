@@ -28,9 +28,7 @@ pub(crate) async fn sink_pages(
             cursor_after,
         } = page;
         let acked = Acked::of(&lines);
-        for p in lines.iter().filter(|p| p.dead.is_some()) {
-            warn!(corp = %probe.corp(), stream = %probe.stream(), seq = p.line.seq, reason = ?p.dead, "item dead-lettered");
-        }
+        log_dead_letters(&probe, &lines);
         match outputs.write_page(lines, cursor_after).await {
             Ok(outcome) => {
                 probe.committed(cursor_after, outcome, acked);
@@ -44,4 +42,24 @@ pub(crate) async fn sink_pages(
         }
     }
     Ok(())
+}
+
+/// One WARN line per page with dead letters: how many, by reason, and their seq range (every item is in
+/// the dead-letter output, and at DEBUG here).
+fn log_dead_letters(probe: &Probe, lines: &[crate::process::Processed]) {
+    let mut by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    let (mut first, mut last) = (u64::MAX, 0);
+    for p in lines {
+        let Some(reason) = &p.dead else { continue };
+        debug!(corp = %probe.corp(), stream = %probe.stream(), seq = p.line.seq, reason = ?reason, "item dead-lettered");
+        *by_reason.entry(format!("{reason:?}")).or_default() += 1;
+        first = first.min(p.line.seq);
+        last = last.max(p.line.seq);
+    }
+    if by_reason.is_empty() {
+        return;
+    }
+    let count: u64 = by_reason.values().sum();
+    let reasons: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect();
+    warn!(corp = %probe.corp(), stream = %probe.stream(), count, reasons = %reasons.join(" "), first_seq = first, last_seq = last, "items dead-lettered in a page (see the dead-letter output)");
 }

@@ -134,7 +134,8 @@ impl Content {
                 None => "[call]".to_owned(),
             },
             Content::QyDiskFile(p) => bracket("file", &[&p.filename]),
-            Content::Switch(_) => String::new(),
+            Content::Switch(s) if s.user.is_empty() => "[switched enterprise]".to_owned(),
+            Content::Switch(s) => format!("[switched enterprise: {}]", s.user),
             Content::Unknown { msgtype, .. } if msgtype.is_empty() => String::new(),
             Content::Unknown { msgtype, .. } => format!("[{msgtype}]"),
         }

@@ -71,7 +71,7 @@ fn every_msgtype_parses_into_its_variant() {
         ("sphfeed", &[], "[channels: 腾讯]\n欢迎使用视频号"),
         ("voiptext", &[], "[call 7s]"),
         ("qydiskfile", &[], "[file: 季度报告.xlsx]"),
-        ("switch", &[], ""),
+        ("switch", &[], "[switched enterprise: XuJinSheng]"),
     ];
     assert_eq!(cases.len(), SAMPLES.len(), "every sample has a case");
     for (kind, media, text) in cases {

@@ -92,6 +92,8 @@ fn record_fields() {
         Some("2019-04-01T11:50:21.840Z"),
         "switch time"
     );
+    assert_eq!(switch.msgtype.as_deref(), Some("switch"));
+    assert_eq!(switch.text, "[switched enterprise: XuJinSheng]");
     let json = serde_json::to_value(&switch).unwrap();
     assert!(json.get("room").is_none(), "room omitted when unknown");
 }

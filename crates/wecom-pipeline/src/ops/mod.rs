@@ -23,7 +23,7 @@ mod watch;
 
 pub use probe::{readiness, Acked, LastError, Probe, ProbeCounts};
 pub use server::serve;
-pub use status::{collect_status, StatusFile, StatusReport, StreamStatus};
+pub use status::{collect_status, MediaSummary, StatusFile, StatusReport, StreamStatus};
 pub use watch::{export_client_stats, export_process_stats, watch, WatchGuard};
 
 /// `[ops]`: the service side. Absent: no HTTP server; stuck detection and `status.json` still run.
@@ -34,6 +34,10 @@ pub struct OpsConfig {
     pub listen: Option<SocketAddr>,
     /// A stage with pending work and no progress for this long makes `/ready` fail (logged at ERROR once).
     pub stuck_after_secs: u64,
+    /// Every this many seconds, one INFO progress line per stream (items/s, committed seq, lag, dead
+    /// letters) and one line counting the retried faults of the interval (token refreshes, 45009, -1,
+    /// 5xx, resets), in the configured log format. 0: never. The terminal's live line is separate.
+    pub log_every_secs: u64,
 }
 
 impl Default for OpsConfig {
@@ -41,6 +45,7 @@ impl Default for OpsConfig {
         Self {
             listen: None,
             stuck_after_secs: 300,
+            log_every_secs: 30,
         }
     }
 }

@@ -33,6 +33,52 @@ pub struct StreamStatus {
     pub dead_letters_resolved: u64,
     pub last_error: Option<LastError>,
     pub updated_at: Option<String>,
+    /// The media worker's side of the stream, when it has run (`media-status.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaSummary>,
+}
+
+/// What `status` says about a stream's attachments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaSummary {
+    /// `running`, `stopped` or `failed`.
+    pub state: String,
+    /// Media jobs read and not finished.
+    pub backlog: u64,
+    /// Records whose media are not all stored yet.
+    pub records_pending: u64,
+    /// Bytes of record segments the worker has not read yet (segment files only).
+    pub unread_bytes: Option<u64>,
+    pub objects_stored: u64,
+    /// Objects that failed for good since the worker started (each one is a media event).
+    pub objects_failed: u64,
+    pub bytes_stored: u64,
+    pub oldest_pending_age_secs: Option<u64>,
+    pub last_error: Option<String>,
+    pub updated_at: String,
+}
+
+impl MediaSummary {
+    fn of(m: wecom_media::MediaStatus) -> Self {
+        MediaSummary {
+            state: serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", m.state).to_lowercase()),
+            backlog: m.media_pending,
+            records_pending: m.records_pending,
+            unread_bytes: m.unread_bytes,
+            objects_stored: m.stats.objects_stored_total,
+            objects_failed: m.stats.objects_failed_total,
+            bytes_stored: m.stats.bytes_stored_total,
+            oldest_pending_age_secs: m.oldest_pending_age_secs,
+            last_error: m.last_error.as_ref().map(|e| match e.seq {
+                Some(seq) => format!("{} (seq {seq}, {})", e.message, e.at),
+                None => format!("{} ({})", e.message, e.at),
+            }),
+            updated_at: m.updated_at,
+        }
+    }
 }
 
 /// `wecom-archive status --json`.
@@ -80,6 +126,11 @@ pub fn collect_status(data_dir: &Path, corp_id: &str) -> std::io::Result<StatusR
             continue; // not a stream directory (or never committed)
         }
         let (dead, resolved) = dead_letter_counts(&layout);
+        // An unreadable media status is shown as absent rather than failing the whole report.
+        let media = wecom_media::read_status(&layout)
+            .ok()
+            .flatten()
+            .map(MediaSummary::of);
         let mut names: BTreeSet<String> = cursors.keys().cloned().collect();
         if let Some(st) = &status {
             names.insert(st.stream.clone());
@@ -98,6 +149,7 @@ pub fn collect_status(data_dir: &Path, corp_id: &str) -> std::io::Result<StatusR
                 dead_letters_resolved: resolved,
                 last_error: own.and_then(|s| s.last_error.clone()),
                 updated_at: own.map(|s| s.updated_at.clone()),
+                media: media.clone().filter(|_| own.is_some() || status.is_none()),
             });
         }
     }

@@ -15,7 +15,7 @@ use wecom_api::ArchiveClient;
 use wecom_store::StreamLayout;
 
 use super::probe::{deregister, lock, register};
-use super::{OpsConfig, Probe, StatusFile, HANDLE};
+use super::{OpsConfig, Probe, ProbeCounts, StatusFile, HANDLE};
 
 /// Stops the watcher, takes a last sample and writes the final `status.json` when dropped.
 pub struct WatchGuard {
@@ -60,6 +60,7 @@ pub fn watch<T: Send + 'static>(
         status_path.clone(),
         queue,
         Duration::from_secs(cfg.stuck_after_secs.max(1)),
+        (cfg.log_every_secs > 0).then(|| Duration::from_secs(cfg.log_every_secs)),
         stop.clone(),
     ));
     WatchGuard {
@@ -77,10 +78,12 @@ async fn watch_loop<T>(
     status_path: PathBuf,
     queue: mpsc::WeakSender<T>,
     stuck_after: Duration,
+    log_every: Option<Duration>,
     stop: CancellationToken,
 ) {
     let s = probe.stream().to_string();
     let started = Instant::now();
+    let mut log = log_every.map(|every| ProgressLog::new(every, &probe, &client));
     let mut sink_idle_since: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -128,6 +131,9 @@ async fn watch_loop<T>(
             } else if was && !stuck {
                 info!(corp = %probe.corp(), stream = %s, seq = committed, stage, "stage progressing again");
             }
+        }
+        if let Some(l) = log.as_mut() {
+            l.maybe_log(&probe, &client);
         }
         let ready = probe.problems().is_empty();
         gauge!("wecom_ready", "stream" => s.clone()).set(if ready { 1.0 } else { 0.0 });
@@ -186,6 +192,55 @@ fn rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The periodic INFO lines that say how a stream is doing without a terminal: progress, and the retried
+/// faults of the interval summed by kind (each one is logged at DEBUG only).
+struct ProgressLog {
+    every: Duration,
+    last_at: Instant,
+    last: ProbeCounts,
+    last_events: wecom_api::EventCounts,
+}
+
+impl ProgressLog {
+    fn new(every: Duration, probe: &Probe, client: &ArchiveClient) -> Self {
+        Self {
+            every,
+            last_at: Instant::now(),
+            last: probe.counts(),
+            last_events: client.events(),
+        }
+    }
+
+    fn maybe_log(&mut self, probe: &Probe, client: &ArchiveClient) {
+        let secs = self.last_at.elapsed().as_secs_f64();
+        if secs < self.every.as_secs_f64() {
+            return;
+        }
+        let c = probe.counts();
+        let items = c.done().saturating_sub(self.last.done());
+        info!(
+            corp = %probe.corp(),
+            stream = %probe.stream(),
+            items,
+            items_per_sec = format!("{:.0}", items as f64 / secs).as_str(),
+            committed_seq = c.committed,
+            lag_seqs = c.newest.saturating_sub(c.committed),
+            dead_letters = c.dead_letters.saturating_sub(self.last.dead_letters),
+            caught_up = c.caught_up,
+            "progress"
+        );
+        let events = client.events();
+        let new = events.since(&self.last_events);
+        let summary: Vec<String> = new.nonzero().map(|(k, n)| format!("{k}={n}")).collect();
+        if !summary.is_empty() {
+            info!(corp = %probe.corp(), stream = %probe.stream(), interval_secs = secs.round() as u64, events = %summary.join(" "), "archive service: handled in the interval");
+        }
+        self.last_at = Instant::now();
+        self.last = c;
+        self.last_events = events;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +261,7 @@ mod tests {
         let cfg = OpsConfig {
             listen: None,
             stuck_after_secs: 1,
+            log_every_secs: 0,
         };
         let layout = StreamLayout::at(tmp.path(), "corp");
         let guard = watch(&cfg, &layout, probe.clone(), client, tx.downgrade(), 2);
