@@ -3,9 +3,17 @@
 //!
 //! Only the metadata vector, the per-room index and the consent log grow with the corpus; message
 //! bodies, ciphertexts and media bytes are never stored (media md5s are cached per file, 16 bytes each).
-//! The bodies are built in `body.rs`.
+//! Bodies are built in `body.rs`, media sizes and md5s in `media_files.rs`, the consent answers in
+//! `agree.rs`, the ground truth in `ground_truth.rs`; the msgtype mix is in `kind.rs`.
 
+mod agree;
 mod body;
+mod ground_truth;
+mod kind;
+mod media_files;
+
+pub use kind::all_msgtypes;
+use kind::{Kind, FORCE_AT, FORCE_EVERY, KINDS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
@@ -20,144 +28,9 @@ use wecom_crypto::{random_message_key, SimCipher, WrappingKey};
 
 use crate::config::{BigMessagesConfig, FaultConfig, SimConfig, SimKey};
 use crate::consent::{ConsentLog, ConsentModel, Scope};
-use crate::media::{self, Format, SLOTS};
 use crate::rng::{self, fast_rng, hit, mix};
-use crate::truth::{
-    AgreeStatus, ConsentChange, ConsentTruth, Fate, PairConsent, RoomConsent, TruthItem, TruthMedia,
-};
+use crate::truth::{AgreeStatus, Fate};
 use crate::SimError;
-
-/// Every msgtype the simulator produces (`Switch` has no msgtype: action `switch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Text,
-    Image,
-    Revoke,
-    Agree,
-    Disagree,
-    Voice,
-    Video,
-    Card,
-    Location,
-    Emotion,
-    File,
-    Link,
-    Weapp,
-    ChatRecord,
-    Todo,
-    Vote,
-    Collect,
-    RedPacket,
-    ExternalRedPacket,
-    Meeting,
-    DocMsg,
-    Markdown,
-    News,
-    Calendar,
-    Mixed,
-    MeetingVoiceCall,
-    VoipDocShare,
-    SphFeed,
-    VoipText,
-    QyDiskFile,
-    Jielong,
-    Note,
-    Switch,
-}
-
-/// (kind, weight) of the random mix; every kind is also forced periodically so small corpora have all.
-const KINDS: &[(Kind, u32)] = &[
-    (Kind::Text, 400),
-    (Kind::Image, 90),
-    (Kind::Revoke, 20),
-    (Kind::Agree, 8),
-    (Kind::Disagree, 4),
-    (Kind::Voice, 40),
-    (Kind::Video, 25),
-    (Kind::Card, 8),
-    (Kind::Location, 8),
-    (Kind::Emotion, 30),
-    (Kind::File, 40),
-    (Kind::Link, 25),
-    (Kind::Weapp, 10),
-    (Kind::ChatRecord, 15),
-    (Kind::Todo, 5),
-    (Kind::Vote, 5),
-    (Kind::Collect, 5),
-    (Kind::RedPacket, 6),
-    (Kind::ExternalRedPacket, 4),
-    (Kind::Meeting, 5),
-    (Kind::DocMsg, 8),
-    (Kind::Markdown, 8),
-    (Kind::News, 5),
-    (Kind::Calendar, 5),
-    (Kind::Mixed, 15),
-    (Kind::MeetingVoiceCall, 4),
-    (Kind::VoipDocShare, 3),
-    (Kind::SphFeed, 4),
-    (Kind::VoipText, 5),
-    (Kind::QyDiskFile, 3),
-    (Kind::Jielong, 3),
-    (Kind::Note, 3),
-    (Kind::Switch, 5),
-];
-
-/// Every `FORCE_EVERY`-th item (at offset `FORCE_AT`) cycles through all kinds.
-const FORCE_EVERY: u64 = 40;
-const FORCE_AT: u64 = 5;
-
-impl Kind {
-    pub(crate) fn msgtype(self) -> Option<&'static str> {
-        Some(match self {
-            Kind::Text => "text",
-            Kind::Image => "image",
-            Kind::Revoke => "revoke",
-            Kind::Agree => "agree",
-            Kind::Disagree => "disagree",
-            Kind::Voice => "voice",
-            Kind::Video => "video",
-            Kind::Card => "card",
-            Kind::Location => "location",
-            Kind::Emotion => "emotion",
-            Kind::File => "file",
-            Kind::Link => "link",
-            Kind::Weapp => "weapp",
-            Kind::ChatRecord => "chatrecord",
-            Kind::Todo => "todo",
-            Kind::Vote => "vote",
-            Kind::Collect => "collect",
-            Kind::RedPacket => "redpacket",
-            Kind::ExternalRedPacket => "external_redpacket",
-            Kind::Meeting => "meeting",
-            Kind::DocMsg => "docmsg",
-            Kind::Markdown => "markdown",
-            Kind::News => "news",
-            Kind::Calendar => "calendar",
-            Kind::Mixed => "mixed",
-            Kind::MeetingVoiceCall => "meeting_voice_call",
-            Kind::VoipDocShare => "voip_doc_share",
-            Kind::SphFeed => "sphfeed",
-            Kind::VoipText => "voiptext",
-            Kind::QyDiskFile => "qydiskfile",
-            Kind::Jielong => "jielong",
-            Kind::Note => "note",
-            Kind::Switch => return None,
-        })
-    }
-
-    /// Kinds that never carry a roomid.
-    fn roomless(self) -> bool {
-        matches!(
-            self,
-            Kind::MeetingVoiceCall | Kind::VoipDocShare | Kind::Switch
-        )
-    }
-}
-
-/// Every msgtype string the corpus contains (for tests and docs).
-pub fn all_msgtypes() -> Vec<&'static str> {
-    KINDS.iter().filter_map(|(k, _)| k.msgtype()).collect()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Party {
@@ -822,179 +695,6 @@ impl Corpus {
         }))
     }
 
-    /// Ground truth of every item up to the visible end (including items below the retention floor).
-    pub(crate) fn truth(&self) -> Vec<TruthItem> {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return Vec::new();
-        };
-        (0..st.items.len() as u64)
-            .map(|i| {
-                let meta = st.items[i as usize];
-                // Oversized texts and markdowns have no media: don't build megabytes for nothing.
-                let media = if meta.plan.oversized && meta.plan.kind != Kind::ChatRecord {
-                    Vec::new()
-                } else {
-                    self.message(i, &st.items).1
-                };
-                TruthItem {
-                    seq: meta.seq,
-                    msgid: self.msgid(i, &meta),
-                    msgtype: meta.plan.kind.msgtype().map(str::to_owned),
-                    action: match meta.plan.kind {
-                        Kind::Revoke => "recall",
-                        Kind::Switch => "switch",
-                        _ => "send",
-                    }
-                    .to_owned(),
-                    roomid: match meta.plan.conv {
-                        Conv::Room(r) => Some(self.rooms[r as usize].id.clone()),
-                        Conv::Single { .. } => None,
-                    },
-                    room_seq: (meta.room_seq > 0).then_some(meta.room_seq),
-                    msgtime_ms: meta.msgtime_ms,
-                    key_version: meta.plan.key_version,
-                    fate: meta.plan.fate,
-                    control_chars: meta.plan.control_chars,
-                    media,
-                    oversized: meta.plan.oversized,
-                    sdk_crash: meta.plan.sdk_crash,
-                }
-            })
-            .collect()
-    }
-
-    /// (msgtime, format) of the item owning `media_id`, when it is visible.
-    pub(crate) fn media_owner(&self, media_id: u64) -> Option<(i64, Format)> {
-        let idx = media_id / SLOTS;
-        self.extend_to(self.visible_count());
-        let st = self.state.read().ok()?;
-        let meta = st.items.get(usize::try_from(idx).ok()?)?;
-        Some((
-            meta.msgtime_ms,
-            self.media_format(idx, meta.plan.kind, media_id % SLOTS),
-        ))
-    }
-
-    /// The format of media slot `slot` of item `i` (see `media_file` calls in `body.rs`).
-    fn media_format(&self, i: u64, kind: Kind, slot: u64) -> Format {
-        match (kind, slot) {
-            (Kind::Image, 0) | (Kind::ChatRecord | Kind::Mixed, 1) => Format::Jpeg,
-            (Kind::Voice, 0) => Format::Amr,
-            (Kind::Emotion, 0) if self.emotion_type(i) == 1 => Format::Gif,
-            (Kind::Emotion, 0) => Format::Png,
-            _ => Format::Opaque,
-        }
-    }
-
-    /// (count, newest seq, newest msgtime) of the items servable now.
-    pub(crate) fn newest(&self) -> (u64, u64, i64) {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return (0, 0, 0);
-        };
-        let last = st.items.last();
-        (
-            st.items.len() as u64,
-            last.map_or(0, |m| m.seq),
-            last.map_or(0, |m| m.msgtime_ms),
-        )
-    }
-
-    /// `check_single_agree`: (userid, external, status, change time s) of each answered pair, in
-    /// request order, as of now. Pairs that never answered (or are unknown) are left out.
-    pub(crate) fn single_agree(
-        &self,
-        pairs: &[(String, String)],
-    ) -> Vec<(String, String, AgreeStatus, i64)> {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return Vec::new();
-        };
-        let now = now_ms();
-        pairs
-            .iter()
-            .filter_map(|(userid, external)| {
-                let u = *self.user_index.get(userid)?;
-                let e = *self.external_index.get(external)?;
-                let subject = self
-                    .consent
-                    .find(|s| s.external == e && s.scope == Scope::Pair { user: u })
-                    .first()
-                    .copied()?;
-                let (status, at) = st.consent.status_at(&self.consent, subject, now)?;
-                Some((
-                    userid.clone(),
-                    external.clone(),
-                    status,
-                    at.div_euclid(1000),
-                ))
-            })
-            .collect()
-    }
-
-    /// `check_room_agree`: (external, status, change time s) of each answered external member of
-    /// `room`, as of now.
-    pub(crate) fn room_agree(&self, room: u32) -> Vec<(String, AgreeStatus, i64)> {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return Vec::new();
-        };
-        let now = now_ms();
-        self.consent
-            .find(|s| s.scope == Scope::Room { room })
-            .into_iter()
-            .filter_map(|subject| {
-                let (status, at) = st.consent.status_at(&self.consent, subject, now)?;
-                let e = self.consent.subject(subject).external;
-                Some((
-                    self.externals[e as usize].clone(),
-                    status,
-                    at.div_euclid(1000),
-                ))
-            })
-            .collect()
-    }
-
-    /// Every agreement history up to the visible end.
-    pub(crate) fn consent_truth(&self) -> ConsentTruth {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return ConsentTruth::default();
-        };
-        let mut out = ConsentTruth::default();
-        for (s, subject) in self.consent.subjects().iter().enumerate() {
-            let mut changes: Vec<ConsentChange> = subject
-                .default_since_ms
-                .map(|t| ConsentChange {
-                    status: AgreeStatus::DefaultAgree,
-                    time_ms: t,
-                    seq: None,
-                })
-                .into_iter()
-                .collect();
-            changes.extend(st.consent.events(s as u32).iter().map(|e| ConsentChange {
-                status: e.status,
-                time_ms: e.time_ms,
-                seq: Some(st.items[e.item as usize].seq),
-            }));
-            let external = self.externals[subject.external as usize].clone();
-            match subject.scope {
-                Scope::Pair { user } => out.pairs.push(PairConsent {
-                    userid: self.users[user as usize].clone(),
-                    external,
-                    changes,
-                }),
-                Scope::Room { room } => out.rooms.push(RoomConsent {
-                    roomid: self.rooms[room as usize].id.clone(),
-                    external,
-                    changes,
-                }),
-            }
-        }
-        out
-    }
-
     pub(crate) fn retention_ms(&self) -> i64 {
         self.retention_ms
     }
@@ -1026,69 +726,6 @@ impl Corpus {
             id.push_str("_external");
         }
         id
-    }
-
-    /// The `type` of emotion item `i` (1 gif, 2 png): the first draw of its body's rng.
-    fn emotion_type(&self, i: u64) -> i32 {
-        fast_rng(self.seed, rng::D_BODY, i).gen_range(1..=2)
-    }
-
-    fn md5_hex(&self, media_id: u64, format: Format, size: u64) -> String {
-        if let Some(d) = self
-            .md5_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&media_id).copied())
-        {
-            return hex::encode(d);
-        }
-        let d = media::md5_of(self.seed, media_id, format, size);
-        if let Ok(mut c) = self.md5_cache.lock() {
-            c.insert(media_id, d);
-        }
-        hex::encode(d)
-    }
-
-    /// A media file of item `i` (of kind `kind`): (sdkfileid, md5sum as written in the message, size).
-    fn media_file(
-        &self,
-        i: u64,
-        kind: Kind,
-        slot: u64,
-        lo: u64,
-        hi: u64,
-        out: &mut Vec<TruthMedia>,
-    ) -> (String, String, u64) {
-        let media_id = i * SLOTS + slot;
-        let h = mix(self.seed, rng::D_MEDIA_SIZE, media_id);
-        let size = if let (0, Some(&huge)) = (slot, self.huge_at.get(&i)) {
-            huge
-        } else if (h >> 32).checked_rem(self.big_every) == Some(0) {
-            let half = self.max_media / 2;
-            half + h % (self.max_media - half).max(1)
-        } else {
-            // Log-uniform between lo and hi.
-            let (lo, hi) = (lo.max(1) as f64, hi.max(lo + 1) as f64);
-            let u = (h & 0xFFFF_FFFF) as f64 / f64::from(u32::MAX);
-            (lo * (hi / lo).powf(u)) as u64
-        };
-        let size = if self.huge_at.contains_key(&i) && slot == 0 {
-            size
-        } else {
-            size.clamp(1, self.max_media)
-        };
-        let format = self.media_format(i, kind, slot);
-        let size = format.fit_size(size);
-        let sdkfileid = media::encode_sdkfileid(self.seed, media_id, size);
-        let md5 = self.md5_hex(media_id, format, size);
-        let empty = hit(self.seed, rng::D_EMPTY_MD5, media_id, 0.01);
-        out.push(TruthMedia {
-            sdkfileid: sdkfileid.clone(),
-            md5: md5.clone(),
-            size,
-            md5_in_message: !empty,
-        });
-        (sdkfileid, if empty { String::new() } else { md5 }, size)
     }
 }
 

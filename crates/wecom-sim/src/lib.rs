@@ -4,6 +4,13 @@
 //! `check_room_agree`), a retention floor, live traffic with `msgaudit_notify` callbacks, fault
 //! injection, oversized items and ground truth.
 //!
+//! Endpoints: `GET /cgi-bin/gettoken`, `POST /cgi-bin/msgaudit/get_chat_data`,
+//! `POST /cgi-bin/msgaudit/groupchat/get`, `GET /cgi-bin/media/get`,
+//! `POST|GET /cgi-bin/msgaudit/get_permit_user_list`, `POST /cgi-bin/msgaudit/check_single_agree`,
+//! `POST /cgi-bin/msgaudit/check_room_agree`; admin: `GET /_sim/stats`, `GET /_sim/truth` (NDJSON of
+//! [`TruthItem`]), `GET /_sim/truth/consent` ([`ConsentTruth`]), `PUT /_sim/faults`,
+//! `POST /_sim/retention`. Every invalid parameter is errcode 40058, as on the other endpoints.
+//!
 //! **Not Tencent's encryption**: `encrypt_chat_msg` uses `wecom_crypto::SimCipher`, the simulator's own
 //! scheme. Everything is a pure function of the seed: two servers with the same `SimConfig` (and the
 //! same `anchor_unix_ms`) serve byte-identical pages and media. The simulator builds its JSON itself and
