@@ -1,10 +1,14 @@
-//! The simulator's configuration: corpus shape, keys, media sizes and fault rates.
+//! The simulator's configuration: corpus shape, keys, media sizes, fault rates, oversized items and
+//! `msgaudit_notify` callbacks.
 //!
 //! Everything has a default so `SimConfig::default()` is a working 2000-item corpus encrypted with the
-//! repository's test keys (`config/sim-keys/v1..v3.pem`, late key `v4.pem`).
+//! repository's test keys (`config/sim-keys/v1..v3.pem`, late key `v4.pem`). Every option is documented
+//! on its field below; in TOML the sections are `[media]`, `[faults]`, `[big_messages]` and `[notify]`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::SimError;
@@ -26,6 +30,11 @@ pub struct SimKey {
 }
 
 /// Media sizes. Served media never exceeds `max_bytes` except the explicit `huge_media` entries.
+///
+/// Images (`image`, and pictures inside `chatrecord` / `mixed`) are a small JPEG followed by padding up
+/// to their size, emotions a small GIF (`type` 1) or PNG (`type` 2) likewise, voice is AMR-NB whose
+/// size is a whole number of 32-byte frames; video and files are opaque bytes. A `max_bytes` below a
+/// picture's length (about 1.5 KiB) serves only the picture's first bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
@@ -51,7 +60,8 @@ impl Default for MediaConfig {
 ///
 /// Per-request faults (`token_expire_early` .. `media_md5_mismatch`, `duplicate_items`) are drawn from
 /// a ChaCha RNG seeded by the corpus seed, so a given request order sees the same faults. Per-item
-/// faults (`corrupt_ciphertext`, `unknown_key_version`, `seq_gaps`, `control_chars`) are a pure
+/// faults (`corrupt_ciphertext`, `unknown_key_version`, `seq_gaps`, `control_chars`,
+/// `sdk_crash_marker`) are a pure
 /// function of (seed, item index) and are **fixed when the server starts**: `set_faults` changes only
 /// the per-request ones.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,7 +100,14 @@ pub struct FaultConfig {
     pub seq_gaps: f64,
     /// Per text item: raw control characters (0x01..0x1f) inside the JSON string, as the real SDK emits.
     pub control_chars: f64,
+    /// Per text item: the content contains [`SDK_CRASH_MARKER`], on which the test-only stand-in SDK
+    /// library aborts its process when asked to decrypt the item (to test crash isolation). With the
+    /// simulator's own cipher these are ordinary text items; the truth marks them (`sdk_crash`).
+    pub sdk_crash_marker: f64,
 }
+
+/// The string the stand-in SDK library aborts on (see [`FaultConfig::sdk_crash_marker`]).
+pub const SDK_CRASH_MARKER: &str = "WECOM-STANDIN-ABORT";
 
 impl FaultConfig {
     fn check(&self) -> Result<(), SimError> {
@@ -110,11 +127,12 @@ impl FaultConfig {
             ("duplicate_items", self.duplicate_items),
             ("seq_gaps", self.seq_gaps),
             ("control_chars", self.control_chars),
+            ("sdk_crash_marker", self.sdk_crash_marker),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(SimError::Config(format!(
-                    "fault rate {name} = {rate} is not within 0..=1"
+                    "faults.{name} = {rate} is not within 0..=1"
                 )));
             }
         }
@@ -122,8 +140,155 @@ impl FaultConfig {
     }
 }
 
-/// The whole simulator configuration (TOML or JSON via serde).
+const MIB: u64 = 1024 * 1024;
+/// Upper bound of an oversized item's size option: bodies are built in memory per request.
+const BIG_MESSAGE_LIMIT: u64 = 64 * MIB;
+
+/// Oversized items (`[big_messages]`), to test limits such as a Kafka broker's 1 MB message size.
+///
+/// When `every` > 0, about one item in `every` (never one of the slots that keep every msgtype present,
+/// nor a `huge_media` item) becomes oversized, cycling through: a `text` whose content is about
+/// `text_bytes`; a `chatrecord` whose items nest further chatrecords (as JSON inside strings, as the
+/// real service does) until its plaintext exceeds `chatrecord_bytes`, with a picture in the innermost
+/// level; and, when `markdown_bytes` > 0, a `markdown` whose content is about that long. They stay
+/// valid, decryptable items; the truth marks them (`oversized`). Default: off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BigMessagesConfig {
+    /// About one item in `every` is oversized; 0 = none (the default).
+    pub every: u64,
+    /// Length in bytes of an oversized text's content (default 5 MiB).
+    pub text_bytes: u64,
+    /// An oversized chatrecord's plaintext is at least this long (default 1.5 MiB).
+    pub chatrecord_bytes: u64,
+    /// Length of an oversized markdown's content; 0 leaves markdown out (default 2 MiB).
+    pub markdown_bytes: u64,
+}
+
+impl Default for BigMessagesConfig {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            text_bytes: 5 * MIB,
+            chatrecord_bytes: 3 * MIB / 2,
+            markdown_bytes: 2 * MIB,
+        }
+    }
+}
+
+impl BigMessagesConfig {
+    fn check(&self) -> Result<(), SimError> {
+        for (name, value) in [
+            ("text_bytes", self.text_bytes),
+            ("chatrecord_bytes", self.chatrecord_bytes),
+            ("markdown_bytes", self.markdown_bytes),
+        ] {
+            if value > BIG_MESSAGE_LIMIT {
+                return Err(SimError::Config(format!(
+                    "big_messages.{name} = {value} is above the limit of {BIG_MESSAGE_LIMIT} bytes"
+                )));
+            }
+        }
+        if self.every > 0 && (self.text_bytes == 0 || self.chatrecord_bytes == 0) {
+            return Err(SimError::Config(
+                "big_messages.text_bytes and big_messages.chatrecord_bytes must be positive when big_messages.every is set".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// WeCom-style `msgaudit_notify` callbacks (`[notify]`): while new live items appear, the simulator
+/// POSTs an encrypted, signed event to `url`, at most once per `min_interval_ms`.
+///
+/// The request is `POST url?msg_signature=S&timestamp=T&nonce=N` with body
+/// `<xml><ToUserName>corp_id</ToUserName><Encrypt>E</Encrypt><AgentID>agent_id</AgentID></xml>`
+/// (values in CDATA). `E` is base64 of AES-256-CBC (key = base64 of `encoding_aes_key` + "=", IV = its
+/// first 16 bytes, PKCS#7 padded to a multiple of 32 bytes) over `random(16) ‖ len (u32 BE) ‖ msg ‖
+/// corp_id`, where `msg` is the `msgaudit_notify` event XML; `S` = lowercase hex of
+/// sha1(concat(sort([token, T, N, E]))). A failed callback (refused, timeout, non-200) is logged at DEBUG
+/// and retried at the next interval; `/_sim/stats` counts `notify_sent` and `notify_failed`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The receiver, `http://` or `https://`.
+    pub url: String,
+    /// The callback token (a secret: never logged).
+    pub token: String,
+    /// The 43-character EncodingAESKey (a secret: never logged).
+    pub encoding_aes_key: String,
+    /// The archive application's agent id (default "2000004").
+    #[serde(default = "default_agent_id")]
+    pub agent_id: String,
+    /// Minimum time between two callbacks, in milliseconds (default 15000, as the real service).
+    #[serde(default = "default_min_interval_ms")]
+    pub min_interval_ms: u64,
+}
+
+fn default_agent_id() -> String {
+    "2000004".to_owned()
+}
+
+fn default_min_interval_ms() -> u64 {
+    15_000
+}
+
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("encoding_aes_key", &"<redacted>")
+            .field("agent_id", &self.agent_id)
+            .field("min_interval_ms", &self.min_interval_ms)
+            .finish()
+    }
+}
+
+impl NotifyConfig {
+    /// The AES key: base64 of `encoding_aes_key` + "=" (trailing bits tolerated, as WeCom's own
+    /// libraries do), 32 bytes.
+    pub(crate) fn aes_key(&self) -> Result<[u8; 32], SimError> {
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+        );
+        let bad = || {
+            SimError::Config(
+                "notify.encoding_aes_key must be the 43-character base64 EncodingAESKey".to_owned(),
+            )
+        };
+        if self.encoding_aes_key.len() != 43 {
+            return Err(bad());
+        }
+        let raw = engine
+            .decode(format!("{}=", self.encoding_aes_key))
+            .map_err(|_| bad())?;
+        raw.try_into().map_err(|_| bad())
+    }
+
+    fn check(&self) -> Result<(), SimError> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(SimError::Config(format!(
+                "notify.url {:?} must start with http:// or https://",
+                self.url
+            )));
+        }
+        if self.token.is_empty() {
+            return Err(SimError::Config("notify.token is empty".to_owned()));
+        }
+        self.aes_key()?;
+        if self.min_interval_ms == 0 {
+            return Err(SimError::Config(
+                "notify.min_interval_ms must be positive".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The whole simulator configuration (TOML or JSON via serde).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
     /// Seed of everything: corpus, encryption padding, media bytes, per-request faults.
@@ -149,12 +314,44 @@ pub struct SimConfig {
     pub history_secs: u64,
     /// Items older than `now - retention_secs` are below the retention floor (not served).
     pub retention_secs: u64,
-    /// Items beyond `messages` become visible at this rate (per second); 0 = no live traffic.
+    /// Items beyond `messages` become visible at this rate (per second); 0 = no live traffic. Live item
+    /// `k` (1-based) becomes servable `k / rate` seconds after start, one at a time, and its `msgtime`
+    /// is the wall-clock millisecond at which it became servable (unless the initial corpus's last
+    /// `msgtime` lies later, e.g. an `anchor_unix_ms` in the future: msgtimes never go backwards).
     pub live_rate_per_sec: f64,
     /// Lifetime of an access token.
     pub token_ttl_secs: u64,
     pub media: MediaConfig,
     pub faults: FaultConfig,
+    /// Oversized items (off by default).
+    pub big_messages: BigMessagesConfig,
+    /// `msgaudit_notify` callbacks (none by default).
+    pub notify: Option<NotifyConfig>,
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("corp_id", &self.corp_id)
+            .field("corp_secret", &"<redacted>")
+            .field("messages", &self.messages)
+            .field("users", &self.users)
+            .field("external_contacts", &self.external_contacts)
+            .field("rooms", &self.rooms)
+            .field("keys", &self.keys)
+            .field("late_key", &self.late_key)
+            .field("anchor_unix_ms", &self.anchor_unix_ms)
+            .field("history_secs", &self.history_secs)
+            .field("retention_secs", &self.retention_secs)
+            .field("live_rate_per_sec", &self.live_rate_per_sec)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("media", &self.media)
+            .field("faults", &self.faults)
+            .field("big_messages", &self.big_messages)
+            .field("notify", &self.notify)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -190,12 +387,18 @@ impl SimConfig {
             token_ttl_secs: 7200,
             media: MediaConfig::default(),
             faults: FaultConfig::default(),
+            big_messages: BigMessagesConfig::default(),
+            notify: None,
         }
     }
 
     /// Checks ranges and relations; `start` calls it.
     pub fn validate(&self) -> Result<(), SimError> {
         self.faults.check()?;
+        self.big_messages.check()?;
+        if let Some(notify) = &self.notify {
+            notify.check()?;
+        }
         if self.keys.is_empty() {
             return Err(SimError::Config("keys is empty".to_owned()));
         }

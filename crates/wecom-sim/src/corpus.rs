@@ -1,8 +1,19 @@
 //! The corpus: per-item metadata (seq, msgtime, plan) kept small, and each item's plaintext JSON and
 //! ciphertext rebuilt on demand as a pure function of (seed, index).
 //!
-//! Only the metadata vector and the per-room index grow with the corpus; message bodies, ciphertexts
-//! and media bytes are never stored (media md5s are cached per file, 16 bytes each).
+//! Only the metadata vector, the per-room index and the consent log grow with the corpus; message
+//! bodies, ciphertexts and media bytes are never stored (media md5s are cached per file, 16 bytes each).
+//! Bodies are built in `body.rs`, media sizes and md5s in `media_files.rs`, the consent answers in
+//! `agree.rs`, the ground truth in `ground_truth.rs`; the msgtype mix is in `kind.rs`.
+
+mod agree;
+mod body;
+mod ground_truth;
+mod kind;
+mod media_files;
+
+pub use kind::all_msgtypes;
+use kind::{Kind, FORCE_AT, FORCE_EVERY, KINDS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
@@ -12,150 +23,14 @@ use base64::Engine as _;
 use rand::seq::SliceRandom as _;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use wecom_crypto::{random_message_key, SimCipher, WrappingKey};
 
-use crate::config::{FaultConfig, SimConfig, SimKey};
-use crate::media::{self, SLOTS};
+use crate::config::{BigMessagesConfig, FaultConfig, SimConfig, SimKey};
+use crate::consent::{ConsentLog, ConsentModel, Scope};
 use crate::rng::{self, fast_rng, hit, mix};
-use crate::truth::{Fate, TruthItem, TruthMedia};
+use crate::truth::{AgreeStatus, Fate};
 use crate::SimError;
-
-/// Every msgtype the simulator produces (`Switch` has no msgtype: action `switch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Text,
-    Image,
-    Revoke,
-    Agree,
-    Disagree,
-    Voice,
-    Video,
-    Card,
-    Location,
-    Emotion,
-    File,
-    Link,
-    Weapp,
-    ChatRecord,
-    Todo,
-    Vote,
-    Collect,
-    RedPacket,
-    ExternalRedPacket,
-    Meeting,
-    DocMsg,
-    Markdown,
-    News,
-    Calendar,
-    Mixed,
-    MeetingVoiceCall,
-    VoipDocShare,
-    SphFeed,
-    VoipText,
-    QyDiskFile,
-    Jielong,
-    Note,
-    Switch,
-}
-
-/// (kind, weight) of the random mix; every kind is also forced periodically so small corpora have all.
-const KINDS: &[(Kind, u32)] = &[
-    (Kind::Text, 400),
-    (Kind::Image, 90),
-    (Kind::Revoke, 20),
-    (Kind::Agree, 8),
-    (Kind::Disagree, 4),
-    (Kind::Voice, 40),
-    (Kind::Video, 25),
-    (Kind::Card, 8),
-    (Kind::Location, 8),
-    (Kind::Emotion, 30),
-    (Kind::File, 40),
-    (Kind::Link, 25),
-    (Kind::Weapp, 10),
-    (Kind::ChatRecord, 15),
-    (Kind::Todo, 5),
-    (Kind::Vote, 5),
-    (Kind::Collect, 5),
-    (Kind::RedPacket, 6),
-    (Kind::ExternalRedPacket, 4),
-    (Kind::Meeting, 5),
-    (Kind::DocMsg, 8),
-    (Kind::Markdown, 8),
-    (Kind::News, 5),
-    (Kind::Calendar, 5),
-    (Kind::Mixed, 15),
-    (Kind::MeetingVoiceCall, 4),
-    (Kind::VoipDocShare, 3),
-    (Kind::SphFeed, 4),
-    (Kind::VoipText, 5),
-    (Kind::QyDiskFile, 3),
-    (Kind::Jielong, 3),
-    (Kind::Note, 3),
-    (Kind::Switch, 5),
-];
-
-/// Every `FORCE_EVERY`-th item (at offset `FORCE_AT`) cycles through all kinds.
-const FORCE_EVERY: u64 = 40;
-const FORCE_AT: u64 = 5;
-
-impl Kind {
-    pub(crate) fn msgtype(self) -> Option<&'static str> {
-        Some(match self {
-            Kind::Text => "text",
-            Kind::Image => "image",
-            Kind::Revoke => "revoke",
-            Kind::Agree => "agree",
-            Kind::Disagree => "disagree",
-            Kind::Voice => "voice",
-            Kind::Video => "video",
-            Kind::Card => "card",
-            Kind::Location => "location",
-            Kind::Emotion => "emotion",
-            Kind::File => "file",
-            Kind::Link => "link",
-            Kind::Weapp => "weapp",
-            Kind::ChatRecord => "chatrecord",
-            Kind::Todo => "todo",
-            Kind::Vote => "vote",
-            Kind::Collect => "collect",
-            Kind::RedPacket => "redpacket",
-            Kind::ExternalRedPacket => "external_redpacket",
-            Kind::Meeting => "meeting",
-            Kind::DocMsg => "docmsg",
-            Kind::Markdown => "markdown",
-            Kind::News => "news",
-            Kind::Calendar => "calendar",
-            Kind::Mixed => "mixed",
-            Kind::MeetingVoiceCall => "meeting_voice_call",
-            Kind::VoipDocShare => "voip_doc_share",
-            Kind::SphFeed => "sphfeed",
-            Kind::VoipText => "voiptext",
-            Kind::QyDiskFile => "qydiskfile",
-            Kind::Jielong => "jielong",
-            Kind::Note => "note",
-            Kind::Switch => return None,
-        })
-    }
-
-    /// Kinds that never carry a roomid.
-    fn roomless(self) -> bool {
-        matches!(
-            self,
-            Kind::MeetingVoiceCall
-                | Kind::VoipDocShare
-                | Kind::Switch
-                | Kind::Agree
-                | Kind::Disagree
-        )
-    }
-}
-
-/// Every msgtype string the corpus contains (for tests and docs).
-pub fn all_msgtypes() -> Vec<&'static str> {
-    KINDS.iter().filter_map(|(k, _)| k.msgtype()).collect()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Party {
@@ -181,6 +56,12 @@ struct Plan {
     key_version: u32,
     fate: Fate,
     control_chars: bool,
+    /// A text item carrying the stand-in SDK's abort marker.
+    sdk_crash: bool,
+    /// An oversized item of `[big_messages]`.
+    oversized: bool,
+    /// The consent subject of an agree / disagree item.
+    consent: Option<u32>,
     msgid_form: u8,
     /// Omit `roomid` (rather than "") on a 1:1 item.
     omit_roomid: bool,
@@ -209,6 +90,7 @@ struct State {
     /// Per room: (room seq, item index), increasing.
     rooms: Vec<Vec<(u64, u32)>>,
     room_counters: Vec<u64>,
+    consent: ConsentLog,
 }
 
 /// Which stream a page is cut from.
@@ -229,9 +111,13 @@ pub(crate) struct Corpus {
     big_every: u64,
     /// item index -> huge media size.
     huge_at: BTreeMap<u64, u64>,
+    big_messages: BigMessagesConfig,
     users: Vec<String>,
     externals: Vec<String>,
+    user_index: HashMap<String, u32>,
+    external_index: HashMap<String, u32>,
     rooms: Vec<Room>,
+    consent: ConsentModel,
     /// (version, from index, key), oldest first.
     keys: Vec<(u32, u64, WrappingKey)>,
     late: Option<(u32, WrappingKey)>,
@@ -272,27 +158,6 @@ fn alnum(rng: &mut ChaCha8Rng, n: usize) -> String {
         .map(|_| ALNUM[rng.gen_range(0..ALNUM.len())] as char)
         .collect()
 }
-
-fn hexs(rng: &mut ChaCha8Rng, n: usize) -> String {
-    (0..n)
-        .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
-        .collect()
-}
-
-const TEXTS: &[&str] = &[
-    "好的，收到",
-    "明天上午十点开会，请准时参加",
-    "Please review the contract before Friday.",
-    "这个报价可以再优惠一点吗？",
-    "已经发货了，单号稍后发你",
-    "ok",
-    "谢谢！👍",
-    "第一行\n第二行\n第三行",
-    "The invoice total is ¥12,800.00 (tax included).",
-    "会议纪要：\n1. 预算确认\n2. 排期\t下周一",
-    "\"quoted\" and back\\slash",
-    "收到，我跟进一下",
-];
 
 impl Corpus {
     pub(crate) fn new(cfg: &SimConfig) -> Result<Self, SimError> {
@@ -395,6 +260,31 @@ impl Corpus {
                 (at, size.max(1))
             })
             .collect();
+        let room_externals: Vec<Vec<(u32, i64)>> = rooms
+            .iter()
+            .map(|room| {
+                room.members
+                    .iter()
+                    .filter_map(|&(p, joined)| match p {
+                        Party::External(e) => Some((e, joined)),
+                        Party::User(_) => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let consent = ConsentModel::new(
+            seed,
+            cfg.users,
+            cfg.external_contacts,
+            &room_externals,
+            anchor_ms - history_ms,
+        );
+        let index_of = |ids: &[String]| -> HashMap<String, u32> {
+            ids.iter()
+                .enumerate()
+                .map(|(k, id)| (id.clone(), k as u32))
+                .collect()
+        };
         Ok(Self {
             seed,
             messages,
@@ -406,8 +296,12 @@ impl Corpus {
             max_media: cfg.media.max_bytes,
             big_every: cfg.media.big_every,
             huge_at,
+            big_messages: cfg.big_messages.clone(),
+            user_index: index_of(&users),
+            external_index: index_of(&externals),
             users,
             externals,
+            consent,
             state: RwLock::new(State {
                 rooms: vec![Vec::new(); rooms.len()],
                 room_counters: vec![0; rooms.len()],
@@ -469,12 +363,17 @@ impl Corpus {
 
     fn plan(&self, i: u64) -> Plan {
         let mut r = fast_rng(self.seed, rng::D_PLAN, i);
+        let oversized = self.oversized_kind(i);
+        let total: u32 = KINDS.iter().map(|(_, w)| w).sum();
         let kind = if self.huge_at.contains_key(&i) {
             Kind::Video
+        } else if let Some(kind) = oversized {
+            // Draw as the item would have, so the rest of its plan (conversation, msgid) is unchanged.
+            r.gen_range(0..total);
+            kind
         } else if i % FORCE_EVERY == FORCE_AT {
             KINDS[((i / FORCE_EVERY) % KINDS.len() as u64) as usize].0
         } else {
-            let total: u32 = KINDS.iter().map(|(_, w)| w).sum();
             let mut pick = r.gen_range(0..total);
             let mut chosen = Kind::Text;
             for (k, w) in KINDS {
@@ -494,16 +393,36 @@ impl Corpus {
         let n_users = self.users.len() as u32;
         let n_ext = self.externals.len() as u32;
         let user = |r: &mut ChaCha8Rng| Party::User(r.gen_range(0..n_users));
-        let (conv, from) = if !kind.roomless() && r.gen_bool(0.55) {
+        let consent = match kind {
+            Kind::Agree | Kind::Disagree => self.consent.pick(&mut r),
+            _ => None,
+        };
+        let kind = match (kind, consent) {
+            (Kind::Agree | Kind::Disagree, None) => Kind::Text,
+            _ => kind,
+        };
+        let (conv, from) = if let Some(s) = consent {
+            // Consent items are sent by the external contact, to the user or in the room.
+            let subject = self.consent.subject(s);
+            let from = Party::External(subject.external);
+            match subject.scope {
+                Scope::Pair { user } => (
+                    Conv::Single {
+                        from,
+                        to: Party::User(user),
+                    },
+                    from,
+                ),
+                Scope::Room { room } => (Conv::Room(room), from),
+            }
+        } else if !kind.roomless() && r.gen_bool(0.55) {
             let room = r.gen_range(0..self.rooms.len() as u32);
             let members = &self.rooms[room as usize].members;
             let from = members[r.gen_range(0..members.len())].0;
             (Conv::Room(room), from)
         } else {
             let a = user(&mut r);
-            let needs_external =
-                matches!(kind, Kind::Agree | Kind::Disagree | Kind::ExternalRedPacket);
-            let b = if needs_external || r.gen_bool(0.35) {
+            let b = if kind == Kind::ExternalRedPacket || r.gen_bool(0.35) {
                 Party::External(r.gen_range(0..n_ext))
             } else {
                 let mut b = user(&mut r);
@@ -571,9 +490,31 @@ impl Corpus {
             key_version,
             fate,
             control_chars: kind == Kind::Text && hit(self.seed, rng::D_CONTROL, i, f.control_chars),
+            sdk_crash: kind == Kind::Text && hit(self.seed, rng::D_CRASH, i, f.sdk_crash_marker),
+            oversized: oversized.is_some(),
+            consent,
             msgid_form,
             omit_roomid: r.gen_bool(0.05),
         }
+    }
+
+    /// The kind of item `i` when it is one of the oversized items of `[big_messages]`: about one in
+    /// `every`, never on a forced-kind slot or a huge-media item, cycling through the oversized kinds.
+    fn oversized_kind(&self, i: u64) -> Option<Kind> {
+        let every = self.big_messages.every;
+        if every == 0
+            || i % every != every / 2
+            || i % FORCE_EVERY == FORCE_AT
+            || self.huge_at.contains_key(&i)
+        {
+            return None;
+        }
+        let kinds: &[Kind] = if self.big_messages.markdown_bytes > 0 {
+            &[Kind::Text, Kind::ChatRecord, Kind::Markdown]
+        } else {
+            &[Kind::Text, Kind::ChatRecord]
+        };
+        Some(kinds[((i / every) % kinds.len() as u64) as usize])
     }
 
     fn gap(&self, domain: u64, i: u64) -> u64 {
@@ -616,10 +557,21 @@ impl Corpus {
         };
         while (st.items.len() as u64) < n {
             let i = st.items.len() as u64;
-            let plan = self.plan(i);
+            let mut plan = self.plan(i);
             let prev = st.items.last().copied();
             let seq = prev.map_or(1, |m| m.seq + 1) + self.gap(rng::D_GAP, i);
             let msgtime_ms = self.msgtime_of(i, prev.map(|m| m.msgtime_ms));
+            if let Some(subject) = plan.consent {
+                let agree = plan.kind == Kind::Agree;
+                let status = st
+                    .consent
+                    .record(&self.consent, subject, agree, msgtime_ms, i as u32);
+                plan.kind = if status == AgreeStatus::Agree {
+                    Kind::Agree
+                } else {
+                    Kind::Disagree
+                };
+            }
             let room_seq = match plan.conv {
                 Conv::Room(r) => {
                     let c = st.room_counters[r as usize] + 1 + self.gap(rng::D_ROOM_GAP, i);
@@ -743,51 +695,6 @@ impl Corpus {
         }))
     }
 
-    /// Ground truth of every item up to the visible end (including items below the retention floor).
-    pub(crate) fn truth(&self) -> Vec<TruthItem> {
-        self.extend_to(self.visible_count());
-        let Ok(st) = self.state.read() else {
-            return Vec::new();
-        };
-        (0..st.items.len() as u64)
-            .map(|i| {
-                let meta = st.items[i as usize];
-                let (_, media) = self.message(i, &st.items);
-                TruthItem {
-                    seq: meta.seq,
-                    msgid: self.msgid(i, &meta),
-                    msgtype: meta.plan.kind.msgtype().map(str::to_owned),
-                    action: match meta.plan.kind {
-                        Kind::Revoke => "recall",
-                        Kind::Switch => "switch",
-                        _ => "send",
-                    }
-                    .to_owned(),
-                    roomid: match meta.plan.conv {
-                        Conv::Room(r) => Some(self.rooms[r as usize].id.clone()),
-                        Conv::Single { .. } => None,
-                    },
-                    room_seq: (meta.room_seq > 0).then_some(meta.room_seq),
-                    msgtime_ms: meta.msgtime_ms,
-                    key_version: meta.plan.key_version,
-                    fate: meta.plan.fate,
-                    control_chars: meta.plan.control_chars,
-                    media,
-                }
-            })
-            .collect()
-    }
-
-    /// (item index, msgtime) of the item owning `media_id`, when it is visible.
-    pub(crate) fn media_owner_time(&self, media_id: u64) -> Option<i64> {
-        let idx = media_id / SLOTS;
-        self.extend_to(self.visible_count());
-        let st = self.state.read().ok()?;
-        st.items
-            .get(usize::try_from(idx).ok()?)
-            .map(|m| m.msgtime_ms)
-    }
-
     pub(crate) fn retention_ms(&self) -> i64 {
         self.retention_ms
     }
@@ -820,331 +727,6 @@ impl Corpus {
         }
         id
     }
-
-    fn md5_hex(&self, media_id: u64, size: u64) -> String {
-        if let Some(d) = self
-            .md5_cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(&media_id).copied())
-        {
-            return hex::encode(d);
-        }
-        let d = media::md5_of(self.seed, media_id, size);
-        if let Ok(mut c) = self.md5_cache.lock() {
-            c.insert(media_id, d);
-        }
-        hex::encode(d)
-    }
-
-    /// A media file of item `i`: (sdkfileid, md5sum as written in the message, size).
-    fn media_file(
-        &self,
-        i: u64,
-        slot: u64,
-        lo: u64,
-        hi: u64,
-        out: &mut Vec<TruthMedia>,
-    ) -> (String, String, u64) {
-        let media_id = i * SLOTS + slot;
-        let h = mix(self.seed, rng::D_MEDIA_SIZE, media_id);
-        let size = if let (0, Some(&huge)) = (slot, self.huge_at.get(&i)) {
-            huge
-        } else if (h >> 32).checked_rem(self.big_every) == Some(0) {
-            let half = self.max_media / 2;
-            half + h % (self.max_media - half).max(1)
-        } else {
-            // Log-uniform between lo and hi.
-            let (lo, hi) = (lo.max(1) as f64, hi.max(lo + 1) as f64);
-            let u = (h & 0xFFFF_FFFF) as f64 / f64::from(u32::MAX);
-            (lo * (hi / lo).powf(u)) as u64
-        };
-        let size = if self.huge_at.contains_key(&i) && slot == 0 {
-            size
-        } else {
-            size.clamp(1, self.max_media)
-        };
-        let sdkfileid = media::encode_sdkfileid(self.seed, media_id, size);
-        let md5 = self.md5_hex(media_id, size);
-        let empty = hit(self.seed, rng::D_EMPTY_MD5, media_id, 0.01);
-        out.push(TruthMedia {
-            sdkfileid: sdkfileid.clone(),
-            md5: md5.clone(),
-            size,
-            md5_in_message: !empty,
-        });
-        (sdkfileid, if empty { String::new() } else { md5 }, size)
-    }
-
-    /// The plaintext message JSON of item `i` (exactly the bytes that get encrypted) and its media.
-    fn message(&self, i: u64, items: &[Meta]) -> (String, Vec<TruthMedia>) {
-        let meta = items[i as usize];
-        let plan = meta.plan;
-        let mut r = fast_rng(self.seed, rng::D_BODY, i);
-        let mut media = Vec::new();
-        let msgid = self.msgid(i, &meta);
-        let t = meta.msgtime_ms;
-        let from = self.party_id(plan.from).to_owned();
-        let mut m = Map::new();
-        m.insert("msgid".into(), json!(msgid));
-        if plan.kind == Kind::Switch {
-            m.insert("action".into(), json!("switch"));
-            m.insert("time".into(), json!(t));
-            m.insert("user".into(), json!(from));
-            return (
-                serde_json::to_string(&Value::Object(m)).unwrap_or_default(),
-                media,
-            );
-        }
-        let msgtype = plan.kind.msgtype().unwrap_or("text");
-        m.insert(
-            "action".into(),
-            json!(if plan.kind == Kind::Revoke {
-                "recall"
-            } else {
-                "send"
-            }),
-        );
-        m.insert("from".into(), json!(from));
-        let tolist: Vec<String> = match plan.conv {
-            Conv::Room(room) => self.rooms[room as usize]
-                .members
-                .iter()
-                .filter(|(p, _)| *p != plan.from)
-                .map(|(p, _)| self.party_id(*p).to_owned())
-                .collect(),
-            Conv::Single { to, .. } => vec![self.party_id(to).to_owned()],
-        };
-        m.insert("tolist".into(), json!(tolist));
-        match plan.conv {
-            Conv::Room(room) => {
-                m.insert("roomid".into(), json!(self.rooms[room as usize].id));
-            }
-            Conv::Single { .. } if plan.kind.roomless() || plan.omit_roomid => {}
-            Conv::Single { .. } => {
-                m.insert("roomid".into(), json!(""));
-            }
-        }
-        m.insert("msgtime".into(), json!(t));
-        m.insert("msgtype".into(), json!(msgtype));
-        let secs = t / 1000;
-        let text = |r: &mut ChaCha8Rng| TEXTS[r.gen_range(0..TEXTS.len())].to_owned();
-        let user = |r: &mut ChaCha8Rng| self.users[r.gen_range(0..self.users.len())].clone();
-        let (key, payload) = match plan.kind {
-            Kind::Text => {
-                let mut content = text(&mut r);
-                if plan.control_chars {
-                    content = format!("{content}\u{1}第二段\n\u{7}\tend\u{1f}\r");
-                }
-                ("text", json!({ "content": content }))
-            }
-            Kind::Image => {
-                let (id, md5, size) = self.media_file(i, 0, 4 << 10, 600 << 10, &mut media);
-                (
-                    "image",
-                    json!({"md5sum": md5, "filesize": size, "sdkfileid": id}),
-                )
-            }
-            Kind::Revoke => {
-                let j = r.gen_range(0..i);
-                let pre = self.msgid(j, &items[j as usize]);
-                ("revoke", json!({ "pre_msgid": pre }))
-            }
-            Kind::Agree | Kind::Disagree => {
-                let ext = match plan.conv {
-                    Conv::Single {
-                        from: Party::External(e),
-                        ..
-                    }
-                    | Conv::Single {
-                        to: Party::External(e),
-                        ..
-                    } => self.externals[e as usize].clone(),
-                    _ => self.externals[0].clone(),
-                };
-                if plan.kind == Kind::Agree {
-                    ("agree", json!({"userid": ext, "agree_time": t}))
-                } else {
-                    ("disagree", json!({"userid": ext, "disagree_time": t}))
-                }
-            }
-            Kind::Voice => {
-                let (id, md5, size) = self.media_file(i, 0, 1 << 10, 80 << 10, &mut media);
-                (
-                    "voice",
-                    json!({"md5sum": md5, "voice_size": size, "play_length": r.gen_range(1..60), "sdkfileid": id}),
-                )
-            }
-            Kind::Video => {
-                let (id, md5, size) = self.media_file(i, 0, 100 << 10, 2 << 20, &mut media);
-                (
-                    "video",
-                    json!({"md5sum": md5, "filesize": size, "play_length": r.gen_range(1..300), "sdkfileid": id}),
-                )
-            }
-            Kind::Card => (
-                "card",
-                json!({"corpname": "模拟科技有限公司", "userid": user(&mut r)}),
-            ),
-            Kind::Location => (
-                "location",
-                json!({
-                    "longitude": 113.0 + f64::from(r.gen_range(0..100_000u32)) / 100_000.0,
-                    "latitude": 22.0 + f64::from(r.gen_range(0..100_000u32)) / 100_000.0,
-                    "address": "广东省深圳市南山区科技园",
-                    "title": "腾讯大厦",
-                    "zoom": 15,
-                }),
-            ),
-            Kind::Emotion => {
-                let (id, md5, size) = self.media_file(i, 0, 2 << 10, 300 << 10, &mut media);
-                (
-                    "emotion",
-                    json!({"type": r.gen_range(1..=2), "width": 240, "height": 240, "imagesize": size, "sdkfileid": id, "md5sum": md5}),
-                )
-            }
-            Kind::File => {
-                let exts = ["pdf", "docx", "xlsx", "zip", "txt", "pptx"];
-                let ext = exts[r.gen_range(0..exts.len())];
-                let (id, md5, size) = self.media_file(i, 0, 1 << 10, 3 << 20, &mut media);
-                (
-                    "file",
-                    json!({"md5sum": md5, "filename": format!("报价单-{i}.{ext}"), "fileext": ext, "filesize": size, "sdkfileid": id}),
-                )
-            }
-            Kind::Link => (
-                "link",
-                json!({"title": "行业报告2024", "description": "点击查看完整报告", "link_url": format!("https://example.com/r/{i}"), "image_url": "https://example.com/cover.png"}),
-            ),
-            Kind::Weapp => (
-                "weapp",
-                json!({"title": "订单详情", "description": "查看物流", "username": "gh_0123456789ab@app", "displayname": "模拟商城"}),
-            ),
-            Kind::ChatRecord => {
-                let (fid, fmd5, fsize) = self.media_file(i, 1, 2 << 10, 200 << 10, &mut media);
-                let mut items_v = vec![
-                    json!({"type": "ChatRecordText", "msgtime": secs - 600, "content": json!({"content": text(&mut r)}).to_string(), "from_chatroom": false}),
-                    json!({"type": "ChatRecordImage", "msgtime": secs - 500, "content": json!({"md5sum": fmd5, "filesize": fsize, "sdkfileid": fid}).to_string(), "from_chatroom": true}),
-                ];
-                if r.gen_bool(0.5) {
-                    let (id2, md52, size2) = self.media_file(i, 2, 1 << 10, 500 << 10, &mut media);
-                    items_v.push(json!({"type": "ChatRecordFile", "msgtime": secs - 400, "content": json!({"filename": "合同.pdf", "fileext": "pdf", "md5sum": md52, "filesize": size2, "sdkfileid": id2}).to_string(), "from_chatroom": false}));
-                }
-                (
-                    "chatrecord",
-                    json!({"title": "群聊的聊天记录", "item": items_v}),
-                )
-            }
-            Kind::Todo => (
-                "todo",
-                json!({"title": "周五前提交报销", "content": "请大家周五前提交本月报销单"}),
-            ),
-            Kind::Vote => {
-                let vote = json!({"votetitle": "团建去哪里", "voteitem": ["爬山", "露营", "聚餐"], "votetype": if r.gen_bool(0.5) { 101 } else { 102 }, "voteid": format!("{}", mix(self.seed, 99, i))});
-                if i & 1 == 0 {
-                    ("vote", vote)
-                } else {
-                    // The other shape SDKs disagree about: vote fields at the top level.
-                    if let Value::Object(fields) = vote {
-                        m.extend(fields);
-                    }
-                    return (self.finish(plan, m), media);
-                }
-            }
-            Kind::Collect => (
-                "collect",
-                json!({"room_name": "项目群", "creator": user(&mut r), "create_time": "2024-03-01 10:00:00", "title": "收集地址",
-                       "details": [{"id": mix(self.seed, 98, i), "ques": "收货地址", "type": "Text"}, {"id": mix(self.seed, 97, i), "ques": "人数", "type": "Number"}]}),
-            ),
-            Kind::RedPacket | Kind::ExternalRedPacket => (
-                "redpacket",
-                json!({"type": r.gen_range(1..=3), "wish": "恭喜发财，大吉大利", "totalcnt": r.gen_range(1..20), "totalamount": r.gen_range(100..100_000)}),
-            ),
-            Kind::Meeting => (
-                "meeting",
-                json!({"topic": "项目周会", "starttime": secs + 3600, "endtime": secs + 7200, "address": "3号会议室", "remarks": "带电脑",
-                       "meetingtype": 102, "meetingid": (1u64 << 63) | mix(self.seed, 96, i), "status": 1}),
-            ),
-            Kind::DocMsg => (
-                "doc",
-                json!({"title": "需求文档", "link_url": format!("https://doc.weixin.qq.com/doc/{}", hexs(&mut r, 16)), "doc_creator": user(&mut r)}),
-            ),
-            Kind::Markdown => (
-                "info",
-                json!({"content": "# 发布通知\n- 版本 **1.2**\n- 时间 今晚"}),
-            ),
-            Kind::News => (
-                "info",
-                json!({"item": [{"title": "新品发布", "description": "点击查看", "url": "https://example.com/news", "picurl": "https://example.com/pic.png"}]}),
-            ),
-            Kind::Calendar => (
-                "calendar",
-                json!({"title": "客户拜访", "creatorname": user(&mut r), "attendeename": [user(&mut r), user(&mut r)],
-                       "starttime": secs + 86_400, "endtime": secs + 90_000, "place": "客户公司", "remarks": ""}),
-            ),
-            Kind::Mixed => {
-                let (id, md5, size) = self.media_file(i, 1, 4 << 10, 400 << 10, &mut media);
-                (
-                    "mixed",
-                    json!({"item": [
-                        {"type": "text", "content": json!({"content": text(&mut r)}).to_string()},
-                        {"type": "image", "content": json!({"md5sum": md5, "filesize": size, "sdkfileid": id}).to_string()},
-                    ]}),
-                )
-            }
-            Kind::MeetingVoiceCall => {
-                let (id, _md5, _size) = self.media_file(i, 0, 20 << 10, 800 << 10, &mut media);
-                // No md5sum field in this type.
-                if let Some(last) = media.last_mut() {
-                    last.md5_in_message = false;
-                }
-                m.insert("voiceid".into(), json!(format!("grb{}", hexs(&mut r, 32))));
-                (
-                    "meeting_voice_call",
-                    json!({"endtime": secs + 600, "sdkfileid": id,
-                           "demofiledata": [{"filename": "演示.pptx", "demooperator": from, "starttime": secs + 60, "endtime": secs + 300}],
-                           "sharescreendata": [{"share": from, "starttime": secs + 300, "endtime": secs + 500}]}),
-                )
-            }
-            Kind::VoipDocShare => {
-                let (id, md5, size) = self.media_file(i, 0, 2 << 10, 500 << 10, &mut media);
-                m.insert("voipid".into(), json!(format!("gr{}", hexs(&mut r, 32))));
-                (
-                    "voip_doc_share",
-                    json!({"filename": "共享文档.docx", "md5sum": md5, "filesize": size, "sdkfileid": id}),
-                )
-            }
-            Kind::SphFeed => (
-                "sphfeed",
-                json!({"feed_type": 4, "sph_name": "模拟视频号", "feed_desc": "新品视频"}),
-            ),
-            Kind::VoipText => (
-                "info",
-                json!({"callduration": r.gen_range(0..3600), "invitetype": r.gen_range(1..=2)}),
-            ),
-            Kind::QyDiskFile => ("info", json!({"filename": "年度预算.xlsx"})),
-            Kind::Jielong => (
-                "jielong",
-                json!({"title": "周末加班接龙", "entries": [{"no": 1, "userid": user(&mut r), "text": "参加"}]}),
-            ),
-            Kind::Note => (
-                "note",
-                json!({"title": "会议笔记", "content": "要点见附件"}),
-            ),
-            Kind::Switch => unreachable!("handled above"),
-        };
-        m.insert(key.into(), payload);
-        (self.finish(plan, m), media)
-    }
-
-    fn finish(&self, plan: Plan, m: Map<String, Value>) -> String {
-        let s = serde_json::to_string(&Value::Object(m)).unwrap_or_default();
-        if plan.control_chars {
-            raw_control_chars(&s)
-        } else {
-            s
-        }
-    }
 }
 
 /// Damages a ciphertext so that it can never decrypt: drop 7 bytes (no longer a block multiple).
@@ -1156,57 +738,5 @@ fn corrupt(b64: &str) -> String {
             engine.encode(raw)
         }
         _ => "AAAA".to_owned(),
-    }
-}
-
-/// Turns JSON escapes of control characters (`\n`, `\u0001`, ...) back into raw bytes, as the real
-/// SDK emits them. Escaped backslashes are skipped correctly.
-pub(crate) fn raw_control_chars(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let mut chars = json.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                match u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|v| *v < 0x20)
-                    .and_then(char::from_u32)
-                {
-                    Some(ctrl) => out.push(ctrl),
-                    None => {
-                        out.push_str("\\u");
-                        out.push_str(&hex);
-                    }
-                }
-            }
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::raw_control_chars;
-
-    #[test]
-    fn control_escapes_become_raw_and_backslashes_survive() {
-        let s = serde_json::json!({"a": "x\u{1}\n\\n\"q\"\u{1f}é"}).to_string();
-        let raw = raw_control_chars(&s);
-        assert_eq!(raw, "{\"a\":\"x\u{1}\n\\\\n\\\"q\\\"\u{1f}é\"}");
     }
 }

@@ -1,6 +1,15 @@
 //! A faithful, deterministic simulator of the project's WeCom archive HTTP contract
-//! (`docs`: shared reference §1–§4): token endpoint, encrypted chat data with key rotation, room
-//! streams, streamed media with `Range`, a retention floor, fault injection and ground truth.
+//! (`docs`: shared reference §1–§5): token endpoint, encrypted chat data with key rotation, room
+//! streams, streamed media in real formats with `Range`, consent checks (`check_single_agree`,
+//! `check_room_agree`), a retention floor, live traffic with `msgaudit_notify` callbacks, fault
+//! injection, oversized items and ground truth.
+//!
+//! Endpoints: `GET /cgi-bin/gettoken`, `POST /cgi-bin/msgaudit/get_chat_data`,
+//! `POST /cgi-bin/msgaudit/groupchat/get`, `GET /cgi-bin/media/get`,
+//! `POST|GET /cgi-bin/msgaudit/get_permit_user_list`, `POST /cgi-bin/msgaudit/check_single_agree`,
+//! `POST /cgi-bin/msgaudit/check_room_agree`; admin: `GET /_sim/stats`, `GET /_sim/truth` (NDJSON of
+//! [`TruthItem`]), `GET /_sim/truth/consent` ([`ConsentTruth`]), `PUT /_sim/faults`,
+//! `POST /_sim/retention`. Every invalid parameter is errcode 40058, as on the other endpoints.
 //!
 //! **Not Tencent's encryption**: `encrypt_chat_msg` uses `wecom_crypto::SimCipher`, the simulator's own
 //! scheme. Everything is a pure function of the seed: two servers with the same `SimConfig` (and the
@@ -11,8 +20,11 @@
 //! rebuilt per request, media bytes are generated chunk by chunk.
 
 mod config;
+mod consent;
 mod corpus;
 mod media;
+mod notify;
+mod picture;
 mod rng;
 mod server;
 mod truth;
@@ -21,9 +33,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{FaultConfig, MediaConfig, SimConfig, SimKey, REPO_ROOT};
+pub use config::{
+    BigMessagesConfig, FaultConfig, MediaConfig, NotifyConfig, SimConfig, SimKey, REPO_ROOT,
+    SDK_CRASH_MARKER,
+};
 pub use corpus::all_msgtypes;
-pub use truth::{Fate, SimStats, TruthItem, TruthMedia};
+pub use truth::{
+    status_at, AgreeStatus, ConsentChange, ConsentTruth, Fate, PairConsent, RoomConsent, SimStats,
+    TruthItem, TruthMedia,
+};
 
 /// Errors of starting the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +68,8 @@ pub enum SimError {
     },
     #[error("simulator state lock poisoned")]
     Poisoned,
+    #[error("cannot set up msgaudit_notify callbacks: {0}")]
+    Notify(reqwest::Error),
 }
 
 /// A running simulator. Dropping it leaves the server running until the runtime ends; call
@@ -59,12 +79,18 @@ pub struct SimServer {
     shared: Arc<server::Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    notify_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts the simulator on `listen` (port 0 picks a free port). Loads the keys and lays out the
 /// corpus metadata before returning.
 pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimServer, SimError> {
     config.validate()?;
+    let notifier = config
+        .notify
+        .clone()
+        .map(|n| notify::Notifier::new(n, config.corp_id.clone(), config.seed))
+        .transpose()?;
     let shared = tokio::task::spawn_blocking(move || server::Shared::new(&config))
         .await
         .map_err(|e| SimError::Config(format!("simulator setup panicked: {e}")))??;
@@ -91,12 +117,14 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> Result<SimServer, S
             tracing::warn!(error = %e, "simulator server stopped with an error");
         }
     });
+    let notify_task = notifier.map(|n| tokio::spawn(n.run(shared.clone())));
     tracing::info!(%addr, "wecom simulator listening");
     Ok(SimServer {
         addr,
         shared,
         stop: Some(tx),
         task,
+        notify_task,
     })
 }
 
@@ -115,6 +143,11 @@ impl SimServer {
     /// Computes media md5s not yet known (CPU work: call it from a blocking context for big corpora).
     pub fn truth(&self) -> Vec<TruthItem> {
         self.shared.corpus.truth()
+    }
+
+    /// Every agreement history (per (userid, external) pair and per room) up to the visible end.
+    pub fn consent(&self) -> ConsentTruth {
+        self.shared.corpus.consent_truth()
     }
 
     /// Every access token issued so far (for tests that check no token reaches a log).
@@ -139,6 +172,9 @@ impl SimServer {
 
     /// Stops accepting connections and waits (at most 5 s) for in-flight responses.
     pub async fn shutdown(mut self) {
+        if let Some(notify) = self.notify_task.take() {
+            notify.abort();
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

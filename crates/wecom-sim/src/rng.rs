@@ -22,6 +22,10 @@ pub(crate) const D_MEDIA_CHECK: u64 = 15;
 pub(crate) const D_EMPTY_MD5: u64 = 16;
 pub(crate) const D_REQUESTS: u64 = 17;
 pub(crate) const D_TOKENS: u64 = 18;
+pub(crate) const D_PICTURE: u64 = 19;
+pub(crate) const D_CONSENT: u64 = 20;
+pub(crate) const D_CRASH: u64 = 21;
+pub(crate) const D_NOTIFY: u64 = 22;
 
 /// splitmix64 finaliser.
 fn splitmix(mut z: u64) -> u64 {

@@ -1,5 +1,9 @@
 //! The HTTP side: routes of the archive contract, tokens, per-request fault injection and the admin
-//! endpoints under `/_sim/`.
+//! endpoints under `/_sim/` (media in `media.rs`, consent in `consent.rs`, admin in `admin.rs`).
+
+mod admin;
+mod consent;
+mod media;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -19,7 +23,6 @@ use serde_json::{json, Value};
 
 use crate::config::{FaultConfig, SimConfig};
 use crate::corpus::{now_ms, Corpus, Stream};
-use crate::media::{self, MediaGen, Variant};
 use crate::rng::{self, fast_rng};
 use crate::truth::SimStats;
 use crate::SimError;
@@ -91,7 +94,24 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> SimStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        let (visible, seq, msgtime) = self.corpus.newest();
+        stats.visible_items = visible;
+        stats.newest_seq = seq;
+        stats.newest_msgtime_ms = msgtime;
+        stats.now_ms = now_ms();
+        stats
+    }
+
+    /// Counts one `msgaudit_notify` callback.
+    pub(crate) fn count_notify(&self, ok: bool) {
+        self.with_stats(|s| {
+            if ok {
+                s.notify_sent += 1;
+            } else {
+                s.notify_failed += 1;
+            }
+        });
     }
 
     pub(crate) fn issued_tokens(&self) -> Vec<String> {
@@ -276,15 +296,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/cgi-bin/gettoken", get(gettoken))
         .route("/cgi-bin/msgaudit/get_chat_data", post(get_chat_data))
         .route("/cgi-bin/msgaudit/groupchat/get", post(groupchat_get))
-        .route("/cgi-bin/media/get", get(media_get))
+        .route("/cgi-bin/media/get", get(media::media_get))
         .route(
             "/cgi-bin/msgaudit/get_permit_user_list",
             post(permit_users).get(permit_users),
         )
-        .route("/_sim/stats", get(admin_stats))
-        .route("/_sim/truth", get(admin_truth))
-        .route("/_sim/faults", put(admin_faults))
-        .route("/_sim/retention", post(admin_retention))
+        .route(
+            "/cgi-bin/msgaudit/check_single_agree",
+            post(consent::check_single_agree),
+        )
+        .route(
+            "/cgi-bin/msgaudit/check_room_agree",
+            post(consent::check_room_agree),
+        )
+        .route("/_sim/stats", get(admin::admin_stats))
+        .route("/_sim/truth", get(admin::admin_truth))
+        .route("/_sim/truth/consent", get(admin::admin_consent))
+        .route("/_sim/faults", put(admin::admin_faults))
+        .route("/_sim/retention", post(admin::admin_retention))
         .with_state(shared)
 }
 
@@ -456,197 +485,4 @@ async fn permit_users(State(s): S, Query(q): Q) -> Response {
         &d,
         &json!({"errcode": 0, "errmsg": "ok", "ids": s.corpus.users()}),
     )
-}
-
-/// `bytes=N-` or `bytes=N-M` → (start, end exclusive); `Err(())` when unsatisfiable; `None` when absent
-/// or not understood (the whole file is served, as many servers do).
-fn parse_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
-    let raw = headers.get(header::RANGE)?.to_str().ok()?.trim();
-    let spec = raw.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let start: u64 = a.trim().parse().ok()?;
-    let end = if b.trim().is_empty() {
-        size
-    } else {
-        b.trim().parse::<u64>().ok()?.saturating_add(1).min(size)
-    };
-    if start >= size || end <= start {
-        return Some(Err(()));
-    }
-    Some(Ok((start, end)))
-}
-
-async fn media_get(State(s): S, Query(q): Q, headers: HeaderMap) -> Response {
-    let d = s.draw();
-    s.count_request("media_get");
-    if d.slow {
-        s.count_fault("slow_response");
-        tokio::time::sleep(Duration::from_millis(d.slow_ms)).await;
-    }
-    if d.media_5xx {
-        s.count_fault("media_5xx");
-        return (StatusCode::BAD_GATEWAY, "simulated media server error").into_response();
-    }
-    if let Err((code, msg)) = s.check_token(&q) {
-        return s.envelope(code, msg);
-    }
-    if d.expire {
-        s.count_fault("token_expire_early");
-        s.expire_token(&q);
-        return s.envelope(42001, "access_token expired");
-    }
-    let Some(fileid) = q.get("sdkfileid").filter(|v| !v.is_empty()) else {
-        return s.envelope(ERR_INVALID_PARAM, "sdkfileid missing");
-    };
-    let seed = s.corpus.seed();
-    let Some((media_id, size)) = media::decode_sdkfileid(seed, fileid) else {
-        return s.envelope(ERR_BAD_FILEID, "invalid sdkfileid");
-    };
-    let Some(msgtime) = s.corpus.media_owner_time(media_id) else {
-        return s.envelope(ERR_BAD_FILEID, "invalid sdkfileid");
-    };
-    if msgtime < now_ms().saturating_sub(s.corpus.retention_ms()) {
-        return s.envelope(ERR_MEDIA_EXPIRED, "media expired");
-    }
-    let (start, end, partial) = match parse_range(&headers, size) {
-        None => (0, size, false),
-        Some(Ok((a, b))) => (a, b, true),
-        Some(Err(())) => {
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return resp;
-        }
-    };
-    let variant = {
-        let mut retry_ok = s.md5_retry_ok.lock().unwrap_or_else(|p| p.into_inner());
-        if retry_ok.remove(&media_id) || !d.media_md5 {
-            Variant::Correct
-        } else {
-            retry_ok.insert(media_id);
-            s.count_fault("media_md5_mismatch");
-            Variant::Wrong
-        }
-    };
-    let len = end - start;
-    s.with_stats(|st| st.media_bytes += len);
-    let cut_at = ((len as f64 * d.cut) as u64).min(len.saturating_sub(1));
-    let gen_end = if d.media_truncate {
-        s.count_fault("media_truncate");
-        start + cut_at
-    } else {
-        end
-    };
-    let abort_after = if d.media_reset && !d.media_truncate {
-        s.count_fault("media_reset");
-        Some(cut_at)
-    } else {
-        None
-    };
-    let gen = MediaGen::new(seed, media_id, variant, start, gen_end);
-    let stream = futures::stream::unfold(
-        (gen, 0u64, abort_after, false),
-        |(mut gen, sent, abort, done)| async move {
-            if done {
-                return None;
-            }
-            if let Some(a) = abort {
-                if sent >= a {
-                    let err = std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "simulated media reset",
-                    );
-                    return Some((Err(err), (gen, sent, abort, true)));
-                }
-            }
-            let mut chunk = gen.next_chunk()?;
-            if let Some(a) = abort {
-                if sent + chunk.len() as u64 > a {
-                    chunk.truncate((a - sent) as usize);
-                }
-            }
-            let n = chunk.len() as u64;
-            Some((
-                Ok::<Bytes, std::io::Error>(chunk),
-                (gen, sent + n, abort, false),
-            ))
-        },
-    );
-    let mut resp = Response::new(Body::from_stream(stream));
-    *resp.status_mut() = if partial {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if !d.media_truncate {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    if partial {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
-    }
-    resp
-}
-
-async fn admin_stats(State(s): S) -> Response {
-    Json(s.stats()).into_response()
-}
-
-async fn admin_truth(State(s): S) -> Response {
-    let s2 = s.clone();
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for item in s2.corpus.truth() {
-            if serde_json::to_writer(&mut out, &item).is_ok() {
-                out.push(b'\n');
-            }
-        }
-        out
-    })
-    .await
-    .unwrap_or_default();
-    let mut resp = Response::new(Body::from(lines));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    resp
-}
-
-async fn admin_faults(State(s): S, body: Bytes) -> Response {
-    match serde_json::from_slice::<FaultConfig>(&body) {
-        Ok(f) => {
-            s.set_faults(f);
-            Json(json!({"errcode": 0, "errmsg": "ok"})).into_response()
-        }
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"errcode": ERR_INVALID_PARAM, "errmsg": format!("bad fault config: {e}")})),
-        )
-            .into_response(),
-    }
-}
-
-async fn admin_retention(State(s): S, body: Bytes) -> Response {
-    match parse_body(&body).and_then(|b| b.get("floor_seq").and_then(Value::as_u64)) {
-        Some(floor) => {
-            s.set_floor(floor);
-            Json(json!({"errcode": 0, "errmsg": "ok"})).into_response()
-        }
-        None => (
-            StatusCode::BAD_REQUEST,
-            Json(
-                json!({"errcode": ERR_INVALID_PARAM, "errmsg": "body must be {\"floor_seq\": N}"}),
-            ),
-        )
-            .into_response(),
-    }
 }

@@ -1,151 +1,14 @@
-//! The simulator over real HTTP (port 0), driven by a plain reqwest client.
+//! The archive contract over real HTTP (port 0): pages, decryption, determinism, media, faults,
+//! retention, rooms, errors.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use md5::{Digest as _, Md5};
 use serde_json::{json, Value};
-use wecom_crypto::{Keyring, MessageCipher as _, SimCipher};
-use wecom_sim::{start, Fate, FaultConfig, SimConfig, SimServer, TruthItem, REPO_ROOT};
+use wecom_crypto::{MessageCipher as _, SimCipher};
+use wecom_sim::{Fate, FaultConfig, SimServer, TruthItem};
 
-fn anchor() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    now - now % 60_000
-}
-
-fn config(seed: u64, messages: u64) -> SimConfig {
-    SimConfig {
-        seed,
-        messages,
-        anchor_unix_ms: Some(anchor()),
-        ..SimConfig::default()
-    }
-}
-
-async fn serve(cfg: SimConfig) -> SimServer {
-    start(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn keyring() -> Keyring {
-    let mut k = Keyring::default();
-    for v in 1..=3 {
-        k.load_pem_file(
-            v,
-            &std::path::Path::new(REPO_ROOT).join(format!("config/sim-keys/v{v}.pem")),
-        )
-        .unwrap();
-    }
-    k
-}
-
-/// Escapes raw control characters (they only occur inside strings in the simulator's compact JSON).
-fn escape_controls(raw: &[u8]) -> String {
-    let s = std::str::from_utf8(raw).expect("utf-8 plaintext");
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if (c as u32) < 0x20 {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// One API call with retries on every transient failure; returns the JSON body with errcode 0.
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    token: &mut String,
-    path: &str,
-    body: &Value,
-) -> Value {
-    for _ in 0..200 {
-        if token.is_empty() {
-            *token = fetch_token(http, base).await;
-        }
-        let url = format!("{base}{path}?access_token={token}");
-        let Ok(resp) = http.post(&url).json(body).send().await else {
-            continue;
-        };
-        if !resp.status().is_success() {
-            continue;
-        }
-        let Ok(bytes) = resp.bytes().await else {
-            continue;
-        };
-        let v: Value = serde_json::from_slice(&bytes).expect("complete bodies are json");
-        match v["errcode"].as_i64().unwrap() {
-            0 => return v,
-            40014 | 42001 => token.clear(),
-            -1 | 45009 => {}
-            other => panic!("unexpected errcode {other}: {v}"),
-        }
-    }
-    panic!("too many retries for {path}");
-}
-
-async fn fetch_token(http: &reqwest::Client, base: &str) -> String {
-    for _ in 0..200 {
-        let url = format!("{base}/cgi-bin/gettoken?corpid=wwsimcorp0001&corpsecret=sim-secret");
-        let Ok(resp) = http.get(&url).send().await else {
-            continue;
-        };
-        let Ok(v) = resp.json::<Value>().await else {
-            continue;
-        };
-        if v["errcode"] == 0 {
-            return v["access_token"].as_str().unwrap().to_owned();
-        }
-    }
-    panic!("no token");
-}
-
-/// Walks the corp stream from 0 to the end; returns every item as served (duplicates included).
-async fn walk(http: &reqwest::Client, base: &str, limit: u64) -> Vec<Value> {
-    let mut token = String::new();
-    let mut seq = 0u64;
-    let mut all = Vec::new();
-    loop {
-        let page = call(
-            http,
-            base,
-            &mut token,
-            "/cgi-bin/msgaudit/get_chat_data",
-            &json!({"seq": seq, "limit": limit}),
-        )
-        .await;
-        let items = page["chatdata"].as_array().unwrap().clone();
-        let max = items.iter().map(|i| i["seq"].as_u64().unwrap()).max();
-        match max {
-            Some(m) if m > seq => seq = m,
-            _ => break,
-        }
-        all.extend(items);
-    }
-    all
-}
-
-fn dedup(items: &[Value]) -> BTreeMap<u64, Value> {
-    let mut by_seq = BTreeMap::new();
-    for it in items {
-        let seq = it["seq"].as_u64().unwrap();
-        if let Some(prev) = by_seq.insert(seq, it.clone()) {
-            assert_eq!(prev, *it, "a repeated item is byte-identical");
-        }
-    }
-    by_seq
-}
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_corpus_decrypts_and_matches_truth() {
@@ -317,19 +180,6 @@ async fn same_seed_serves_identical_bytes() {
     for s in [a, b, c] {
         s.shutdown().await;
     }
-}
-
-fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn md5_hex(bytes: &[u8]) -> String {
-    hex::encode(Md5::digest(bytes))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,19 +537,5 @@ async fn error_envelopes() {
     assert_eq!(truth_lines.lines().count(), 50);
     let first: TruthItem = serde_json::from_str(truth_lines.lines().next().unwrap()).unwrap();
     assert_eq!(first, sim.truth()[0]);
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_mode_appends_items() {
-    let mut cfg = config(4, 20);
-    cfg.live_rate_per_sec = 50.0;
-    let sim = serve(cfg).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let n = sim.truth().len();
-    assert!(n > 20, "live items visible: {n}");
-    let http = client();
-    let served = walk(&http, &sim.base_url(), 1000).await;
-    assert!(served.len() >= n);
     sim.shutdown().await;
 }
