@@ -13,6 +13,7 @@ use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 
 mod check;
 mod replay_cmd;
+mod serve_cmd;
 mod status;
 
 #[derive(Parser)]
@@ -74,6 +75,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Serve the review console and the transcript API over the archive (read-only; tokens from
+    /// WECOM_CONSOLE_TOKENS or [console] users).
+    Serve(serve_cmd::ServeArgs),
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
     Sim {
         /// Address to listen on; port 0 picks a free port.
@@ -227,6 +231,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Replay(args) => replay_cmd::run(args, shutdown_on_signals()).await,
         Command::Status { config, json } => status::status(&config, json),
         Command::Check { config } => check::check(&config).await,
+        Command::Serve(args) => serve_cmd::run(args, shutdown_on_signals()).await,
         Command::Gateway { config, listen } => gateway(&config, listen).await,
         Command::Sim {
             listen,
