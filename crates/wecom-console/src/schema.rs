@@ -59,7 +59,7 @@ impl Fields {
             text: b.add_text_field("text", text_opts),
             msgid: b.add_text_field("msgid", STRING),
             msgid_hash: b.add_u64_field("msgid_hash", num_fast.clone()),
-            ingest: b.add_u64_field("ingest", num_fast.clone()),
+            ingest: b.add_u64_field("ingest", num_fast.clone().set_stored()),
             time: b.add_u64_field("time", num_fast.clone()),
             seq: b.add_u64_field("seq", num_fast),
             stream: b.add_text_field("stream", STRING),

@@ -2,11 +2,13 @@
 //! ingest order, single messages, and which messages were recalled. Blocking (CPU and mmap reads):
 //! the server calls these from blocking threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::index::SegmentId;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Term};
 use tantivy::{DocAddress, DocId, Order, Score, SegmentReader};
@@ -70,19 +72,31 @@ pub struct Page {
 
 type Key = Option<(u64, u64)>;
 
+/// Documents left out of a result although its query matches them, per segment.
+///
+/// Excluding a phrase with a `MustNot` clause trips a debug assertion in tantivy 0.27's phrase scorer
+/// (a freshly positioned scorer asked to seek behind its first document), so negated phrases are
+/// collected first and left out here instead.
+pub type Excluded = Arc<HashMap<SegmentId, HashSet<DocId>>>;
+
 /// The sort key of every matching document relative to an anchor: `None` for documents on the wrong
-/// side, which sort last and are dropped.
+/// side (or excluded), which sort last and are dropped.
 fn keyed(
     anchor: Anchor,
+    excluded: Excluded,
 ) -> impl Fn(&SegmentReader) -> Box<dyn Fn(DocId, Score) -> Key> + Send + Sync + 'static {
     move |seg: &SegmentReader| {
         let ff = seg.fast_fields();
         let time = ff.column_first_or_default::<u64>("time").ok();
         let ingest = ff.column_first_or_default::<u64>("ingest").ok();
+        let skip = excluded.get(&seg.segment_id()).cloned().unwrap_or_default();
         Box::new(move |doc: DocId, _score: Score| -> Key {
             let (Some(t), Some(i)) = (&time, &ingest) else {
                 return None;
             };
+            if skip.contains(&doc) {
+                return None;
+            }
             let k = TimeKey {
                 time: t.get_val(doc),
                 ingest: i.get_val(doc),
@@ -109,12 +123,24 @@ impl Archive {
         limit: usize,
         chronological: bool,
     ) -> Result<Page, ConsoleError> {
+        self.page_excluding(query, &Excluded::default(), anchor, limit, chronological)
+    }
+
+    fn page_excluding(
+        &self,
+        query: &dyn Query,
+        excluded: &Excluded,
+        anchor: Anchor,
+        limit: usize,
+        chronological: bool,
+    ) -> Result<Page, ConsoleError> {
         let limit = limit.max(1);
         let searcher = self.searcher();
-        let top = TopDocs::with_limit(limit + 1).tweak_score(keyed(anchor));
-        let (total, hits) = searcher
+        let top = TopDocs::with_limit(limit + 1).tweak_score(keyed(anchor, excluded.clone()));
+        let (matched, hits) = searcher
             .search(query, &(Count, top))
             .map_err(ConsoleError::index)?;
+        let total = matched - excluded.values().map(HashSet::len).sum::<usize>();
         let hits: Vec<DocAddress> = hits
             .into_iter()
             .filter(|(k, _)| k.is_some())
@@ -148,13 +174,13 @@ impl Archive {
         };
         if matches!(anchor, Anchor::Before(_)) {
             has_newer = match edge(true) {
-                Some(k) => self.exists(query, Anchor::After(k))?,
+                Some(k) => self.exists(query, excluded, Anchor::After(k))?,
                 None => false,
             };
         }
         if matches!(anchor, Anchor::After(_)) {
             has_older = match edge(false) {
-                Some(k) => self.exists(query, Anchor::Before(k))?,
+                Some(k) => self.exists(query, excluded, Anchor::Before(k))?,
                 None => false,
             };
         }
@@ -166,8 +192,13 @@ impl Archive {
         })
     }
 
-    fn exists(&self, query: &dyn Query, anchor: Anchor) -> Result<bool, ConsoleError> {
-        let top = TopDocs::with_limit(1).tweak_score(keyed(anchor));
+    fn exists(
+        &self,
+        query: &dyn Query,
+        excluded: &Excluded,
+        anchor: Anchor,
+    ) -> Result<bool, ConsoleError> {
+        let top = TopDocs::with_limit(1).tweak_score(keyed(anchor, excluded.clone()));
         let hits = self
             .searcher()
             .search(query, &top)
@@ -192,8 +223,48 @@ impl Archive {
         anchor: Anchor,
         limit: usize,
     ) -> Result<Page, ConsoleError> {
-        let query = query::build(&self.fields, q, filters);
-        self.page(query.as_ref(), anchor, limit, false)
+        // Negated phrases are left out after matching (see [`Excluded`]); negated words stay clauses.
+        let (phrases, kept): (Vec<_>, Vec<_>) = q
+            .terms
+            .iter()
+            .cloned()
+            .partition(|t| t.negated && t.tokens.len() > 1);
+        let base_q = ParsedQuery { terms: kept };
+        let base: Box<dyn Query> = if base_q.is_empty() && filters.is_empty() && !phrases.is_empty()
+        {
+            Box::new(AllQuery)
+        } else {
+            query::build(&self.fields, &base_q, filters)
+        };
+        if phrases.is_empty() {
+            return self.page(base.as_ref(), anchor, limit, false);
+        }
+        let searcher = self.searcher();
+        let mut excluded: HashMap<SegmentId, HashSet<DocId>> = HashMap::new();
+        for mut phrase in phrases {
+            phrase.negated = false;
+            let both = BooleanQuery::new(vec![
+                (Occur::Must, base.box_clone()),
+                (
+                    Occur::Must,
+                    query::build(
+                        &self.fields,
+                        &ParsedQuery {
+                            terms: vec![phrase],
+                        },
+                        &Filters::default(),
+                    ),
+                ),
+            ]);
+            for addr in searcher
+                .search(&both, &DocSetCollector)
+                .map_err(ConsoleError::index)?
+            {
+                let seg = searcher.segment_reader(addr.segment_ord).segment_id();
+                excluded.entry(seg).or_default().insert(addr.doc_id);
+            }
+        }
+        self.page_excluding(base.as_ref(), &Arc::new(excluded), anchor, limit, false)
     }
 
     /// Messages of `filters` (conversation, time range, ...) in time order, `limit` at a time after

@@ -102,10 +102,16 @@ impl Console {
         let stop = stop_ingest.clone();
         let interval = Duration::from_millis(cfg.commit_interval_ms);
         let spec = settings.source.clone();
+        let failed = archive.clone();
         std::thread::Builder::new()
             .name("console-ingest".into())
             .spawn(move || {
                 let result = ingest::run(indexer, &spec, interval, &stop);
+                if let Err(e) = &result {
+                    let why = http::chain(e);
+                    tracing::error!(error = %why, "console indexing stopped");
+                    failed.set_status(|s| s.last_error = Some(why));
+                }
                 let _ = done_tx.send(result);
             })
             .map_err(ConsoleError::Serve)?;

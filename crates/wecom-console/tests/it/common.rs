@@ -107,7 +107,9 @@ impl Env {
 pub async fn wait_records(c: &Console, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got = c.archive().status().records;
+        let status = c.archive().status();
+        assert_eq!(status.last_error, None, "indexing failed");
+        let got = status.records;
         if got >= n {
             assert_eq!(got, n, "more records indexed than written");
             return;

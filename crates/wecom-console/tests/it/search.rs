@@ -1,6 +1,6 @@
 //! Search results against a brute-force scan of the records, with a matcher written here from the rule
 //! the console documents (not from its code): a term's runs (CJK runs, and runs of other letters and
-//! digits, lowercased) appear one after another in the text's runs; a lone CJK run matches inside any
+//! digits, lowercased, full-width forms read as ASCII) appear one after another in the text's runs; a lone CJK run matches inside any
 //! CJK run, the first and last of several may be the end and the start of longer CJK runs, every other
 //! run must be a whole run.
 
@@ -23,6 +23,11 @@ fn runs(text: &str) -> Vec<(bool, String)> {
     let mut out: Vec<(bool, String)> = Vec::new();
     let mut cur: Option<(bool, String)> = None;
     for c in text.chars() {
+        // Full-width ASCII forms are read as ASCII.
+        let c = match u32::from(c) {
+            v @ 0xFF01..=0xFF5E => char::from_u32(v - 0xFEE0).unwrap_or(c),
+            _ => c,
+        };
         let class = if cjk(c) {
             Some(true)
         } else if c.is_alphanumeric() {
