@@ -54,6 +54,31 @@ impl KafkaSource {
                     topic: topic.clone(),
                     source,
                 })?;
+        // The group starts where the index stands: its offsets are set to the index's positions (the
+        // beginning for partitions it never read) before joining, so a rebuilt index reads everything
+        // and a restart nothing twice, whatever the group had committed.
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .map_err(|source| ConsoleError::Kafka {
+                topic: topic.clone(),
+                source,
+            })?;
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let next = positions.get(&p.id()).copied().unwrap_or(0);
+                tpl.add_partition_offset(&topic, p.id(), Offset::Offset(next))
+                    .map_err(|source| ConsoleError::Kafka {
+                        topic: topic.clone(),
+                        source,
+                    })?;
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                warn!(%topic, group = group_id, error = %e, "cannot set the group's offsets to the index's position (is another consumer in the group? each console needs its own)");
+            }
+        }
         consumer
             .subscribe(&[&topic])
             .map_err(|source| ConsoleError::Kafka {
