@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use wecom_api::{ArchiveClient, ClientConfig, Secret};
-use wecom_media::{MediaConfig, MediaPaths, MediaStoreConfig, MediaWorker};
+use wecom_media::{MediaConfig, MediaStoreConfig, MediaWorker};
 use wecom_model::{media_object_key, MediaRef, MediaStatus};
-use wecom_store::{LineKind, LocalSink, OutputLine, SinkOptions};
+use wecom_store::{LineKind, LocalSink, OutputLine, SinkOptions, StreamLayout};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -129,7 +129,7 @@ async fn bench(bytes: u64) {
             mc.worker_config().expect("config"),
             store,
             client.clone(),
-            MediaPaths::under(data.path()),
+            StreamLayout::at(data.path(), "corp"),
         )
         .expect("worker");
         let start = Instant::now();

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wecom_media::{MediaEvent, MediaEventStatus, MediaPaths, MediaWorker};
+use wecom_media::{MediaEvent, MediaEventStatus, MediaWorker};
 use wecom_sim::TruthItem;
 
 use crate::kafka::{consume_all, header, kafka_section, unique};
@@ -313,7 +313,7 @@ async fn two_workers_in_one_group_share_the_messages_topic() {
             mc.worker_config().expect("media config"),
             store,
             source.client.clone(),
-            MediaPaths::under(&tmp.path().join(name)),
+            wecom_store::StreamLayout::at(tmp.path().join(name), "corp"),
         )
         .expect("worker")
         .with_kafka_records(kcfg.clone(), group.clone())

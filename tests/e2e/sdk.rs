@@ -36,18 +36,20 @@ fn faults() -> wecom_sim::FaultConfig {
     }
 }
 
-fn sdk_section(lib: &Path) -> String {
+/// The stand-in reads the simulator's address from `WECOM_STANDIN_BASE_URL`; workers inherit no `WECOM_*`
+/// variable, so it travels in `[sdk.worker_env]`.
+fn sdk_section(lib: &Path, sim_url: &str) -> String {
     format!(
-        "\n[sdk]\nlibrary = \"{}\"\nworkers = 2\nrequest_timeout_ms = 30000\nsdk_timeout_secs = 10\n",
+        "\n[sdk]\nlibrary = \"{}\"\nworkers = 2\nrequest_timeout_ms = 30000\nsdk_timeout_secs = 10\n\
+         [sdk.worker_env]\nWECOM_STANDIN_BASE_URL = \"{sim_url}\"\n",
         lib.display()
     )
 }
 
-fn run_bin(path: &Path, sim_url: &str) {
+fn run_bin(path: &Path) {
     let status = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
         .args(["run", "--until-caught-up", "--config"])
         .arg(path)
-        .env("WECOM_STANDIN_BASE_URL", sim_url)
         .env("WECOM_LOG", "warn")
         .stdout(Stdio::null())
         .status()
@@ -64,7 +66,7 @@ async fn sdk_source_and_cipher_deliver_every_seq_exactly_once() {
         tmp.path(),
         "http://unused.invalid",
         &data,
-        &sdk_section(&standin_lib()),
+        &sdk_section(&standin_lib(), &server.base_url()),
     );
     let text = std::fs::read_to_string(&path)
         .expect("config")
@@ -74,7 +76,7 @@ async fn sdk_source_and_cipher_deliver_every_seq_exactly_once() {
         )
         .replace("[keys]", "[cipher]\nkind = \"sdk\"\n\n[keys]");
     std::fs::write(&path, text).expect("config");
-    run_bin(&path, &server.base_url());
+    run_bin(&path);
     assert_conserved(&server.truth(), &read_output(&data));
     server.shutdown().await;
 }
@@ -90,7 +92,7 @@ async fn the_gateway_serves_the_contract_from_the_sdk() {
         format!(
             "[corp]\ncorp_id = \"wwsimcorp0001\"\ncorp_secret = \"sim-secret\"\n[source]\nkind = \"sdk\"\n[keys]\nfiles = [{{ version = 1, path = \"unused.pem\" }}]\n[sink]\ndata_dir = \"{}\"\n{}",
             tmp.path().join("gw-data").display(),
-            sdk_section(&standin_lib())
+            sdk_section(&standin_lib(), &server.base_url())
         ),
     )
     .expect("gateway config");
@@ -106,7 +108,6 @@ async fn the_gateway_serves_the_contract_from_the_sdk() {
             "--config",
         ])
         .arg(&gw_cfg)
-        .env("WECOM_STANDIN_BASE_URL", server.base_url())
         .env("WECOM_GATEWAY_TOKEN", "gateway-bearer-token")
         .env("WECOM_LOG", "warn")
         .stdout(Stdio::null())
@@ -130,7 +131,7 @@ async fn the_gateway_serves_the_contract_from_the_sdk() {
         "corp_secret = \"gateway-bearer-token\"",
     );
     std::fs::write(&path, text).expect("config");
-    run_bin(&path, &server.base_url());
+    run_bin(&path);
     let _ = gateway.kill();
     let _ = gateway.wait();
     assert_conserved(&server.truth(), &read_output(&data));
@@ -148,7 +149,7 @@ async fn check_loads_the_real_sdk_library_in_a_worker() {
         tmp.path(),
         &server.base_url(),
         &tmp.path().join("data"),
-        &sdk_section(Path::new(&lib)),
+        &sdk_section(Path::new(&lib), &server.base_url()),
     );
     let text = std::fs::read_to_string(&path)
         .expect("config")

@@ -1,13 +1,121 @@
-//! Client configuration and the retry policy.
+//! Client configuration: the `[fetch]` section of the config file ([`FetchConfig`]), the retry policy,
+//! and the [`ClientConfig`] a client is built from.
 //!
-//! `RetryPolicy` is serde-friendly for embedding in the pipeline's config file: durations are written as
-//! integer milliseconds in fields suffixed `_ms` (`initial_backoff_ms`, `max_backoff_ms`,
+//! The `[fetch]` section lives here because this crate is what it configures; the program reads it,
+//! calls [`FetchConfig::validate`], and builds the client with [`FetchConfig::client_config`].
+//! `RetryPolicy` is serde-friendly for embedding in the config file: durations are written as integer
+//! milliseconds in fields suffixed `_ms` (`initial_backoff_ms`, `max_backoff_ms`,
 //! `rate_limited_backoff_ms`), while the Rust fields are `Duration`s.
 
 use std::time::Duration;
 
+use crate::calls::MAX_LIMIT;
 use crate::error::ApiError;
 use crate::Secret;
+
+/// A config value outside what the client can run with. The message names the key as written in the
+/// config file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key} must be {expected}, got {got}")]
+    Invalid {
+        key: String,
+        expected: &'static str,
+        got: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, expected: &'static str, got: impl ToString) -> Self {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            expected,
+            got: got.to_string(),
+        }
+    }
+
+    /// The same error with `section.` in front of its key.
+    fn within(self, section: &str) -> Self {
+        match self {
+            ConfigError::Invalid { key, expected, got } => ConfigError::Invalid {
+                key: format!("{section}.{key}"),
+                expected,
+                got,
+            },
+        }
+    }
+}
+
+/// The `[fetch]` section: how the corp stream is paged and how every archive call is timed and retried.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Items per `get_chat_data` page, 1..=1000.
+    pub limit: u32,
+    /// How long to wait before asking again once caught up (live tail).
+    pub poll_interval_ms: u64,
+    /// Whole-request timeout of a JSON call; the idle read timeout of a media stream.
+    pub request_timeout_ms: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            limit: MAX_LIMIT,
+            poll_interval_ms: 2000,
+            request_timeout_ms: 30_000,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl FetchConfig {
+    /// Refuses values the client cannot run with; messages name the key (`fetch.limit`, ...).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_LIMIT).contains(&self.limit) {
+            return Err(ConfigError::invalid("fetch.limit", "1..=1000", self.limit));
+        }
+        if self.poll_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                "fetch.poll_interval_ms",
+                "at least 1",
+                0,
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "fetch.request_timeout_ms",
+                "at least 1",
+                0,
+            ));
+        }
+        self.retry.check().map_err(|e| e.within("fetch.retry"))
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The client config for one corp at `base_url` with this section's timeout and retry policy (the
+    /// other settings keep [`ClientConfig::new`]'s defaults).
+    pub fn client_config(
+        &self,
+        base_url: impl Into<String>,
+        corp_id: impl Into<String>,
+        corp_secret: Secret,
+    ) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.request_timeout(),
+            retry: self.retry.clone(),
+            ..ClientConfig::new(base_url, corp_id, corp_secret)
+        }
+    }
+}
 
 /// How a call is retried. Backoff is exponential with full jitter: before retry `n` (1-based) the client
 /// sleeps a uniformly random time in `[0, min(max_backoff, initial_backoff * multiplier^(n-1))]`.
@@ -43,20 +151,28 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Checks the invariants the retry loop relies on.
     pub fn validate(&self) -> Result<(), ApiError> {
+        self.check()
+            .map_err(|e| ApiError::InvalidArgument(e.within("retry").to_string()))
+    }
+
+    /// The same checks as [`RetryPolicy::validate`], keys named as in the config file (without the
+    /// section: `max_attempts`, ...).
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.max_attempts == 0 {
-            return Err(ApiError::InvalidArgument(
-                "retry max_attempts must be at least 1".into(),
-            ));
+            return Err(ConfigError::invalid("max_attempts", "at least 1", 0));
         }
         if !self.multiplier.is_finite() || self.multiplier < 1.0 {
-            return Err(ApiError::InvalidArgument(format!(
-                "retry multiplier must be a finite number >= 1.0, got {}",
-                self.multiplier
-            )));
+            return Err(ConfigError::invalid(
+                "multiplier",
+                "a finite number >= 1.0",
+                self.multiplier,
+            ));
         }
         if self.initial_backoff > self.max_backoff {
-            return Err(ApiError::InvalidArgument(
-                "retry initial_backoff must not exceed max_backoff".into(),
+            return Err(ConfigError::invalid(
+                "initial_backoff_ms",
+                "at most max_backoff_ms",
+                self.initial_backoff.as_millis(),
             ));
         }
         Ok(())
@@ -101,11 +217,22 @@ pub struct ClientConfig {
     /// Refresh the access token this long before its `expires_in` runs out. When `expires_in` is not
     /// larger than the margin, the token is refreshed at half its lifetime instead.
     pub token_refresh_margin: Duration,
+    /// Largest answer, in bytes, of the calls that return lists: `get_chat_data`, a room's page of
+    /// items, the permit-user list. A larger answer is refused without being read.
+    pub page_body_limit: u64,
+    /// Largest answer, in bytes, of the other JSON calls (token, room info, consent). Media bodies are
+    /// streamed and have no limit (an error envelope in their place is read up to 64 KiB).
+    pub small_body_limit: u64,
 }
+
+/// Default [`ClientConfig::page_body_limit`]: 1000 items of the largest kind fit several times over.
+pub const DEFAULT_PAGE_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// Default [`ClientConfig::small_body_limit`].
+pub const DEFAULT_SMALL_BODY_LIMIT: u64 = 1024 * 1024;
 
 impl ClientConfig {
     /// A config with the defaults: 30 s request timeout, 10 s connect timeout, default retry policy,
-    /// 300 s token refresh margin.
+    /// 300 s token refresh margin, 64 MiB for list answers and 1 MiB for the others.
     pub fn new(
         base_url: impl Into<String>,
         corp_id: impl Into<String>,
@@ -119,6 +246,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(300),
+            page_body_limit: DEFAULT_PAGE_BODY_LIMIT,
+            small_body_limit: DEFAULT_SMALL_BODY_LIMIT,
         }
     }
 }
@@ -163,6 +292,67 @@ mod tests {
         let back = serde_json::to_value(&p).unwrap();
         assert_eq!(back["max_backoff_ms"], 30_000);
         assert!(serde_json::from_str::<RetryPolicy>(r#"{"bogus":1}"#).is_err());
+    }
+
+    fn fetch(toml_text: &str) -> FetchConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn check_fetch(toml_text: &str, expected: Result<(), &str>) {
+        let got = fetch(toml_text).validate().map_err(|e| e.to_string());
+        assert_eq!(got, expected.map_err(str::to_owned), "{toml_text}");
+    }
+
+    #[test]
+    fn fetch_section_defaults_and_refusals() {
+        let d = fetch("");
+        assert_eq!(d, FetchConfig::default());
+        assert_eq!(
+            (d.limit, d.poll_interval_ms, d.request_timeout_ms),
+            (1000, 2000, 30_000)
+        );
+        check_fetch("", Ok(()));
+        check_fetch("limit = 1", Ok(()));
+        check_fetch("limit = 1000", Ok(()));
+        check_fetch(
+            "limit = 5000",
+            Err("fetch.limit must be 1..=1000, got 5000"),
+        );
+        check_fetch("limit = 0", Err("fetch.limit must be 1..=1000, got 0"));
+        check_fetch(
+            "poll_interval_ms = 0",
+            Err("fetch.poll_interval_ms must be at least 1, got 0"),
+        );
+        check_fetch(
+            "request_timeout_ms = 0",
+            Err("fetch.request_timeout_ms must be at least 1, got 0"),
+        );
+        check_fetch(
+            "[retry]\nmax_attempts = 0",
+            Err("fetch.retry.max_attempts must be at least 1, got 0"),
+        );
+        check_fetch(
+            "[retry]\nmultiplier = 0.5",
+            Err("fetch.retry.multiplier must be a finite number >= 1.0, got 0.5"),
+        );
+        check_fetch(
+            "[retry]\ninitial_backoff_ms = 60000\nmax_backoff_ms = 1000",
+            Err("fetch.retry.initial_backoff_ms must be at most max_backoff_ms, got 60000"),
+        );
+        assert!(toml::from_str::<FetchConfig>("limt = 5").is_err());
+        assert!(toml::from_str::<FetchConfig>("[retry]\nmax_attempt = 5").is_err());
+    }
+
+    #[test]
+    fn fetch_section_builds_the_client_config() {
+        let f = fetch("request_timeout_ms = 1500\n[retry]\nmax_attempts = 3");
+        let c = f.client_config("http://127.0.0.1:1", "ww1", Secret::new("s"));
+        assert_eq!(c.base_url, "http://127.0.0.1:1");
+        assert_eq!(c.corp_id, "ww1");
+        assert_eq!(c.corp_secret.expose(), "s");
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(f.poll_interval(), Duration::from_secs(2));
     }
 
     #[test]

@@ -110,9 +110,9 @@ fn file_mode(_: &std::fs::Metadata) -> u32 {
 async fn check_sdk(cfg: &Validated, r: &mut Report) {
     let Some(sdk) = &cfg.sdk else { return };
     let what = format!("sdk library {}", sdk.library.display());
-    let pc = match wecom_pipeline::sdk::pool_config(sdk, &cfg.corp_id, &cfg.corp_secret) {
+    let pc = match sdk.pool_config(&cfg.corp_id, &cfg.corp_secret) {
         Ok(pc) => pc,
-        Err(e) => return r.add(false, what, e.to_string()),
+        Err(e) => return r.add(false, what, wecom_model::error_chain(&e)),
     };
     match wecom_sdk::SdkPool::check(pc).await {
         Ok(()) => r.add(

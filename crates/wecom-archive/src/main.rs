@@ -79,6 +79,7 @@ enum Command {
     /// WECOM_CONSOLE_TOKENS or [console] users).
     Serve(serve_cmd::ServeArgs),
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
+    #[cfg(feature = "sim")]
     Sim {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:8700")]
@@ -98,7 +99,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // An SDK worker child (started by the pipeline's worker pool): stdout belongs to its frame protocol, so
     // this must come before any logging or runtime is set up.
-    if std::env::args().nth(1).as_deref() == Some(wecom_pipeline::sdk::WORKER_SUBCOMMAND) {
+    if std::env::args().nth(1).as_deref() == Some(wecom_sdk::WORKER_SUBCOMMAND) {
         return wecom_sdk::worker::worker_main_with_args(std::env::args_os().skip(2));
     }
     let cli = Cli::parse();
@@ -233,6 +234,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Check { config } => check::check(&config).await,
         Command::Serve(args) => serve_cmd::run(args, shutdown_on_signals()).await,
         Command::Gateway { config, listen } => gateway(&config, listen).await,
+        #[cfg(feature = "sim")]
         Command::Sim {
             listen,
             seed,
@@ -279,7 +281,9 @@ async fn gateway(config: &std::path::Path, listen: SocketAddr) -> anyhow::Result
         .ok()
         .filter(|t| !t.trim().is_empty())
         .with_context(|| format!("set {ENV_GATEWAY_TOKEN}: the bearer token clients must present (their corp secret)"))?;
-    let pool_cfg = wecom_pipeline::sdk::pool_config(sdk, &cfg.corp_id, &cfg.corp_secret)?;
+    let pool_cfg = sdk
+        .pool_config(&cfg.corp_id, &cfg.corp_secret)
+        .with_context(|| format!("corp {}: sdk worker pool", cfg.corp_id))?;
     let pool = wecom_sdk::SdkPool::start(pool_cfg)
         .await
         .map_err(|e| anyhow::anyhow!("corp {}: starting sdk workers: {e}", cfg.corp_id))?;

@@ -17,7 +17,7 @@ mod pem;
 mod sim;
 mod wrap;
 
-pub use error::CryptoError;
+pub use error::{CipherFailure, CryptoError};
 pub use keyring::{Keyring, RsaBackendKind};
 pub use sim::{MessageCipher, SimCipher};
 pub use wrap::{random_message_key, WrappingKey};

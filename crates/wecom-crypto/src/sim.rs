@@ -19,9 +19,24 @@ use crate::keyring::decode_b64;
 use crate::CryptoError;
 
 /// Turns an item's `encrypt_chat_msg` into the message bytes (JSON), given the unwrapped random key.
+///
+/// A failure is [`CryptoError::Cipher`] (or another item-level [`CryptoError`]); its
+/// [`crate::CipherFailure`] says whether the item is at fault or the cipher should be retried.
 pub trait MessageCipher: Send + Sync {
     /// Decrypts `encrypt_chat_msg` with `random_key`.
     fn decrypt(&self, random_key: &[u8], encrypt_chat_msg: &str) -> Result<Vec<u8>, CryptoError>;
+
+    /// Decrypts several items, `(random_key, encrypt_chat_msg)` each; the results are in the order of
+    /// `items`, one per item. Ciphers with a per-call overhead (a round trip to a worker process)
+    /// override it to pay that overhead once per batch; the default calls [`MessageCipher::decrypt`]
+    /// for each item.
+    fn decrypt_batch(&self, items: &[(&[u8], &str)]) -> Vec<Result<Vec<u8>, CryptoError>> {
+        items
+            .iter()
+            .map(|(key, msg)| self.decrypt(key, msg))
+            .collect()
+    }
+
     /// A short name for logs and metrics labels.
     fn name(&self) -> &'static str;
 }
@@ -40,12 +55,10 @@ fn check_key(random_key: &[u8]) -> Result<(), CryptoError> {
     if random_key.len() == KEY_LEN {
         Ok(())
     } else {
-        Err(CryptoError::Cipher {
-            reason: format!(
-                "random key is {} bytes, the simulator scheme needs {KEY_LEN}",
-                random_key.len()
-            ),
-        })
+        Err(CryptoError::cipher_item(format!(
+            "random key is {} bytes, the simulator scheme needs {KEY_LEN}",
+            random_key.len()
+        )))
     }
 }
 
@@ -64,17 +77,15 @@ impl MessageCipher for SimCipher {
         check_key(random_key)?;
         let ciphertext = decode_b64(encrypt_chat_msg, "encrypt_chat_msg")?;
         if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
-            return Err(CryptoError::Cipher {
-                reason: format!(
-                    "ciphertext is {} bytes, not a positive multiple of {BLOCK}",
-                    ciphertext.len()
-                ),
-            });
+            return Err(CryptoError::cipher_item(format!(
+                "ciphertext is {} bytes, not a positive multiple of {BLOCK}",
+                ciphertext.len()
+            )));
         }
         Dec::new(random_key.into(), random_key[..BLOCK].into())
             .decrypt_padded_vec_mut::<Pkcs7>(&ciphertext)
-            .map_err(|_| CryptoError::Cipher {
-                reason: "bad pkcs#7 padding (wrong key or corrupted ciphertext)".to_owned(),
+            .map_err(|_| {
+                CryptoError::cipher_item("bad pkcs#7 padding (wrong key or corrupted ciphertext)")
             })
     }
 

@@ -40,8 +40,8 @@ impl WrappingKey {
         let ciphertext = self
             .key
             .encrypt(rng, rsa::Pkcs1v15Encrypt, key)
-            .map_err(|e| CryptoError::Cipher {
-                reason: format!("rsa wrap of the random key failed: {e}"),
+            .map_err(|e| {
+                CryptoError::cipher_item(format!("rsa wrap of the random key failed: {e}"))
             })?;
         Ok(base64::engine::general_purpose::STANDARD.encode(ciphertext))
     }

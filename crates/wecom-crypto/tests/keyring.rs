@@ -3,8 +3,8 @@
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 use wecom_crypto::{
-    random_message_key, CryptoError, Keyring, MessageCipher as _, RsaBackendKind, SimCipher,
-    WrappingKey,
+    random_message_key, CipherFailure, CryptoError, Keyring, MessageCipher as _, RsaBackendKind,
+    SimCipher, WrappingKey,
 };
 
 const V1: &str = include_str!("../../../config/sim-keys/v1.pem"); // PKCS#1
@@ -78,7 +78,7 @@ fn unknown_version_names_the_version() {
     assert!(matches!(err, CryptoError::UnknownKeyVersion { version: 7 }));
     assert_eq!(
         err.to_string(),
-        "no private key for publickey_ver 7 in the keyring"
+        "no private key for publickey_ver 7 in the keyring: add the key for publickey_ver 7 to [keys]"
     );
     assert!(err.is_item_level());
     assert!(!ring.contains(7));
@@ -133,7 +133,12 @@ fn key_files_load_and_missing_files_are_reported() {
         .load_pem_file(5, std::path::Path::new(&format!("{dir}/v5.pem")))
         .unwrap_err();
     assert!(matches!(err, CryptoError::KeyFile { .. }), "{err}");
-    assert!(err.to_string().contains("v5.pem"));
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{dir}/v5.pem")), "{msg}");
+    assert!(msg.contains("[keys] files / WECOM_KEY_FILES"), "{msg}");
+    assert!(!err.is_item_level());
+    // The reason is said in the message, so the error exposes no source that would repeat it.
+    assert!(std::error::Error::source(&err).is_none());
 }
 
 #[test]
@@ -204,6 +209,76 @@ fn sim_cipher_round_trips_and_rejects_bad_input() {
         Err(CryptoError::Cipher { .. })
     ));
     assert_eq!(SimCipher.name(), "sim");
+    // Every failure of the simulator's cipher is the item's own.
+    for err in [
+        SimCipher.decrypt(&key[..16], &ct).unwrap_err(),
+        SimCipher.decrypt(&key, "").unwrap_err(),
+        SimCipher.decrypt(&key, "QUJD").unwrap_err(),
+    ] {
+        assert_eq!(err.cipher_failure(), Some(CipherFailure::Item), "{err}");
+        assert!(err.is_item_level(), "{err}");
+    }
+}
+
+#[test]
+fn cipher_failure_classes_decide_item_level() {
+    for (class, item_level) in [
+        (CipherFailure::Transient, false),
+        (CipherFailure::Item, true),
+        (CipherFailure::Crashed, true),
+    ] {
+        let err = CryptoError::Cipher {
+            reason: "x".into(),
+            class,
+        };
+        assert_eq!(err.is_item_level(), item_level, "{class:?}");
+        assert_eq!(err.cipher_failure(), Some(class));
+    }
+    assert_eq!(
+        CryptoError::UnknownKeyVersion { version: 1 }.cipher_failure(),
+        None
+    );
+}
+
+/// The default `decrypt_batch` answers every item, in order, with what `decrypt` would.
+#[test]
+fn default_batch_decrypt_matches_single_decrypts() {
+    let keys: Vec<[u8; 32]> = (0..6)
+        .map(|i| random_message_key(&mut rng(100 + i)))
+        .collect();
+    let plains: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!("{{\"n\":{i}}}").into_bytes())
+        .collect();
+    let mut cts: Vec<String> = keys
+        .iter()
+        .zip(&plains)
+        .map(|(k, p)| SimCipher::encrypt(k, p).unwrap())
+        .collect();
+    cts[2] = "QUJD".into(); // undecryptable
+    let items: Vec<(&[u8], &str)> = keys
+        .iter()
+        .zip(&cts)
+        .map(|(k, c)| (&k[..], c.as_str()))
+        .collect();
+    let out = SimCipher.decrypt_batch(&items);
+    assert_eq!(out.len(), items.len());
+    for (i, r) in out.iter().enumerate() {
+        if i == 2 {
+            assert!(
+                matches!(
+                    r,
+                    Err(CryptoError::Cipher {
+                        class: CipherFailure::Item,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r.as_ref().unwrap(), &plains[i], "item {i}");
+        }
+    }
+    assert!(SimCipher.decrypt_batch(&[]).is_empty());
 }
 
 #[test]

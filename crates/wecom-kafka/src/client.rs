@@ -1,10 +1,12 @@
 //! The one place librdkafka client configs are built: producer, admin client, group consumer and the
 //! recovery reader all start from the same `[kafka]` section (`bootstrap.servers`, the user's extra
-//! `properties` such as SASL/TLS) and add what their role needs.
+//! `properties` such as SASL/TLS, `message.max.bytes` derived from `max_record_bytes`) and add what their
+//! role needs.
 
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
+use crate::limits;
 
 /// What a client is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +29,17 @@ pub fn client_config(config: &KafkaConfig, role: ClientRole<'_>) -> ClientConfig
     for (k, v) in &config.properties {
         c.set(k, v);
     }
+    // a metadata request for a missing topic must not create it with the broker's defaults
+    if !config.properties.contains_key("allow.auto.create.topics") {
+        c.set("allow.auto.create.topics", "false");
+    }
     c.set("bootstrap.servers", &config.brokers)
-        .set("log.connection.close", "false");
+        .set("log.connection.close", "false")
+        // producers: the per-record and per-batch limit; consumers: fetches take records this big
+        .set(
+            "message.max.bytes",
+            limits::message_max_bytes(config.max_record_bytes).to_string(),
+        );
     match role {
         ClientRole::Producer => {
             c.set("compression.type", &config.compression)
@@ -58,6 +69,9 @@ pub fn client_config(config: &KafkaConfig, role: ClientRole<'_>) -> ClientConfig
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("enable.partition.eof", "true")
+                // every record up to the high watermark, also those after another producer's open
+                // transaction (ours are never transactional); control records are never delivered
+                .set("isolation.level", "read_uncommitted")
                 .set("auto.offset.reset", "earliest")
                 .set("fetch.wait.max.ms", "10")
                 // bounds the prefetch buffer: a scan holds one window at a time anyway
@@ -84,5 +98,9 @@ mod tests {
         assert_eq!(g.get("group.id"), Some("g"));
         assert_eq!(g.get("enable.auto.commit"), Some("false"));
         assert_eq!(g.get("acks"), None);
+        assert_eq!(c.get("message.max.bytes"), Some("1000422"));
+        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
+        let r = client_config(&cfg, ClientRole::Reader);
+        assert_eq!(r.get("isolation.level"), Some("read_uncommitted"));
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KafkaError;
+use crate::limits;
 
 /// Properties the sink sets itself because exactly-once depends on them; `properties` may not override them.
 const PROTECTED: &[&str] = &[
@@ -17,6 +18,8 @@ const PROTECTED: &[&str] = &[
     "transactional.id",
     "max.in.flight.requests.per.connection",
     "max.in.flight",
+    // derived from max_record_bytes (limits.rs), so the two never disagree
+    "message.max.bytes",
 ];
 
 /// Compression codecs accepted in `compression` (lz4 and zstd are the ones tested).
@@ -45,6 +48,12 @@ pub struct KafkaConfig {
     pub queue_buffering_max_kbytes: u32,
     /// `message.timeout.ms`: how long librdkafka retries a record before `publish` fails with a timeout.
     pub message_timeout_ms: u32,
+    /// Largest record published, in bytes of key, value and headers
+    /// ([`crate::PublishLine::record_bytes`]). A bigger record is refused by `publish` before anything of its
+    /// page is sent, with an error the pipeline answers by publishing it slimmed. librdkafka's
+    /// `message.max.bytes` and the `max.message.bytes` of topics the sink creates are derived from it; a topic
+    /// that accepts less lowers it at connect ([`crate::KafkaSink::max_record_bytes`]).
+    pub max_record_bytes: u64,
     /// Bound of the backwards scan of [`crate::KafkaSink::recover`], in records per partition.
     pub recover_max_records_per_partition: u64,
     /// Optional compacted topic holding `corp/stream` cursors, so another machine can take over.
@@ -85,6 +94,7 @@ impl Default for KafkaConfig {
             batch_size: 1_000_000,
             queue_buffering_max_kbytes: 65_536,
             message_timeout_ms: 120_000,
+            max_record_bytes: 1_000_000,
             recover_max_records_per_partition: 500_000,
             cursor_topic: None,
             properties: BTreeMap::new(),
@@ -108,6 +118,7 @@ impl fmt::Debug for KafkaConfig {
                 &self.queue_buffering_max_kbytes,
             )
             .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("max_record_bytes", &self.max_record_bytes)
             .field(
                 "recover_max_records_per_partition",
                 &self.recover_max_records_per_partition,
@@ -164,13 +175,28 @@ impl KafkaConfig {
         if self.queue_buffering_max_kbytes == 0 || self.batch_size == 0 {
             return bad("queue_buffering_max_kbytes and batch_size must be positive".into());
         }
+        let max_record = limits::LIBRDKAFKA_MAX - limits::RECORD_OVERHEAD;
+        if !(limits::MIN_RECORD_BYTES..=max_record).contains(&self.max_record_bytes) {
+            return bad(format!(
+                "max_record_bytes must be between {} and {max_record}, got {}",
+                limits::MIN_RECORD_BYTES,
+                self.max_record_bytes
+            ));
+        }
+        let message_max = limits::message_max_bytes(self.max_record_bytes);
+        if u64::from(self.queue_buffering_max_kbytes) * 1024 < message_max {
+            return bad(format!(
+                "queue_buffering_max_kbytes ({} KiB) must hold one record of max_record_bytes ({} bytes with framing)",
+                self.queue_buffering_max_kbytes, message_max
+            ));
+        }
         if self.recover_max_records_per_partition == 0 {
             return bad("recover_max_records_per_partition must be positive".into());
         }
         for key in self.properties.keys() {
             if PROTECTED.contains(&key.as_str()) {
                 return bad(format!(
-                    "properties may not set {key}: the sink sets it (exactly-once depends on it)"
+                    "properties may not set {key}: the sink sets it (exactly-once and the record size limit depend on it)"
                 ));
             }
         }
@@ -208,6 +234,21 @@ mod tests {
         check(&|c| c.partitions = 0, "partitions");
         check(&|c| c.compression = "brotli".into(), "compression");
         check(&|c| c.topics.media = " ".into(), "topics.media");
+        check(&|c| c.max_record_bytes = 100, "max_record_bytes");
+        check(&|c| c.max_record_bytes = 2_000_000_000, "max_record_bytes");
+        check(
+            &|c| {
+                c.max_record_bytes = 100_000_000;
+            },
+            "queue_buffering_max_kbytes",
+        );
+        check(
+            &|c| {
+                c.properties
+                    .insert("message.max.bytes".into(), "5000000".into());
+            },
+            "message.max.bytes",
+        );
         check(
             &|c| {
                 c.properties.insert("acks".into(), "1".into());

@@ -1,5 +1,6 @@
-//! librdkafka callbacks: its logs and errors go to `tracing`, its statistics to a snapshot the pipeline can
-//! read for metrics (enable them with `properties."statistics.interval.ms"`).
+//! librdkafka callbacks: its logs and errors go to `tracing` (with `[kafka] properties` values redacted), its
+//! statistics to a snapshot the pipeline can read for metrics (enable them with
+//! `properties."statistics.interval.ms"`).
 
 use std::sync::{Arc, Mutex};
 
@@ -7,6 +8,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::ClientContext;
+
+use crate::config::KafkaConfig;
+use crate::redact::Redactor;
 
 /// The last statistics librdkafka emitted for the producer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,13 +55,42 @@ impl StatsSlot {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct SinkContext {
     pub(crate) stats: StatsSlot,
+    redact: Redactor,
+    /// Everything at debug: for probes (`check`), where a broker that does not answer is the expected
+    /// outcome to report once, not librdkafka's reconnect attempts to log.
+    quiet: bool,
+}
+
+impl SinkContext {
+    pub(crate) fn new(config: &KafkaConfig) -> Self {
+        SinkContext {
+            stats: StatsSlot::default(),
+            redact: Redactor::new(config),
+            quiet: false,
+        }
+    }
+
+    pub(crate) fn quiet(config: &KafkaConfig) -> Self {
+        SinkContext {
+            quiet: true,
+            ..SinkContext::new(config)
+        }
+    }
+
+    pub(crate) fn redactor(&self) -> Redactor {
+        self.redact.clone()
+    }
 }
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        let msg = self.redact.apply(msg);
+        if self.quiet {
+            tracing::debug!(target: "librdkafka", fac, "{msg}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -74,11 +107,17 @@ impl ClientContext for SinkContext {
     fn error(&self, error: RdError, reason: &str) {
         // End of partition is how the recovery scan knows it read a partition to its end: not a problem.
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::debug!(target: "librdkafka", reason, "end of partition");
+            tracing::debug!(target: "librdkafka", "end of partition");
+            return;
+        }
+        let reason = self.redact.apply(reason);
+        let error = self.redact.apply(&error.to_string()).into_owned();
+        if self.quiet {
+            tracing::debug!(target: "librdkafka", %error, %reason, "kafka client error");
             return;
         }
         // Transport errors are retried by librdkafka; a fatal one also fails the next delivery.
-        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+        tracing::warn!(target: "librdkafka", %error, %reason, "kafka client error");
     }
 
     fn stats_raw(&self, statistics: &[u8]) {

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! With `sink.kind = "kafka"` the worker consumes the messages topic in the consumer group
-//! `kafka_group_id` (default `wecom-archive-media`) instead of tailing local segment files.
+//! `kafka_group_id` (default `wecom-archive-media-<corp_id>`) instead of tailing local segment
+//! files.
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,8 +34,13 @@ pub const S3_MIN_PART_SIZE: usize = 5 * MIB;
 
 pub use wecom_store::{S3_ACCESS_KEY_ENV, S3_SECRET_ENV};
 
-/// Default of `[media] kafka_group_id`.
-pub const DEFAULT_KAFKA_GROUP_ID: &str = "wecom-archive-media";
+/// The default consumer group is this prefix, `-`, and the corp id ([`MediaConfig::consumer_group`]).
+pub const DEFAULT_KAFKA_GROUP_PREFIX: &str = "wecom-archive-media";
+/// The corp-wide stream's name; other streams are `room:<roomid>`.
+const CORP_STREAM: &str = "corp";
+const MIN_PART_SIZE: usize = 64 * 1024;
+/// S3 rejects parts above 5 GiB.
+const S3_MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The `[media]` section as written in the config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,8 +72,9 @@ pub struct MediaConfig {
     /// fsync stored objects (local store), events and the position. Off only in benches.
     pub fsync: bool,
     /// Consumer group of the workers that consume the messages topic when records go to Kafka only
-    /// (`sink.kind = "kafka"`): the group's members share the topic's partitions.
-    pub kafka_group_id: String,
+    /// (`sink.kind = "kafka"`): the group's members share the topic's partitions. Default
+    /// `wecom-archive-media-<corp_id>`; see [`MediaConfig::consumer_group`].
+    pub kafka_group_id: Option<String>,
     pub store: MediaStoreConfig,
 }
 
@@ -86,7 +93,7 @@ impl Default for MediaConfig {
             max_window_records: 100_000,
             events_file_max_bytes: 64 * MIB as u64,
             fsync: true,
-            kafka_group_id: DEFAULT_KAFKA_GROUP_ID.to_owned(),
+            kafka_group_id: None,
             store: MediaStoreConfig::default(),
         }
     }
@@ -120,38 +127,70 @@ impl Default for MediaWorkerConfig {
 }
 
 impl MediaConfig {
-    /// Checks ranges and returns the worker's runtime settings.
-    pub fn worker_config(&self) -> Result<MediaWorkerConfig, MediaError> {
-        let bad = |m: &str| Err(MediaError::Config(m.to_owned()));
+    /// Checks every value; the error names the key (`media.…`). The pipeline's config loading calls
+    /// this, so a bad value is reported with the file before anything starts.
+    pub fn validate(&self) -> Result<(), MediaError> {
+        let bad = |m: String| Err(MediaError::Config(m));
         if self.concurrency == 0 {
-            return bad("media.concurrency must be at least 1");
+            return bad("media.concurrency must be at least 1".into());
         }
-        if self.part_size_bytes < 64 * 1024 {
-            return bad("media.part_size_bytes must be at least 64 KiB");
+        if self.part_size_bytes < MIN_PART_SIZE {
+            return bad(format!(
+                "media.part_size_bytes must be at least 64 KiB ({MIN_PART_SIZE}), got {}",
+                self.part_size_bytes
+            ));
         }
-        if matches!(self.store, MediaStoreConfig::S3 { .. })
-            && self.part_size_bytes < S3_MIN_PART_SIZE
-        {
-            return bad("media.part_size_bytes must be at least 5 MiB (5242880) for s3");
+        if self.store.is_s3() {
+            if self.part_size_bytes < S3_MIN_PART_SIZE {
+                return bad(format!(
+                    "media.part_size_bytes must be at least 5 MiB ({S3_MIN_PART_SIZE}) for s3, got {}",
+                    self.part_size_bytes
+                ));
+            }
+            if self.part_size_bytes as u64 > S3_MAX_PART_SIZE {
+                return bad(format!(
+                    "media.part_size_bytes must be at most 5 GiB ({S3_MAX_PART_SIZE}) for s3, got {}",
+                    self.part_size_bytes
+                ));
+            }
         }
         if self.parts_in_flight == 0 {
-            return bad("media.parts_in_flight must be at least 1");
+            return bad("media.parts_in_flight must be at least 1".into());
         }
         if self.max_attempts == 0 {
-            return bad("media.max_attempts must be at least 1");
+            return bad("media.max_attempts must be at least 1".into());
         }
         if self.initial_backoff_ms > self.max_backoff_ms {
-            return bad("media.initial_backoff_ms must not exceed media.max_backoff_ms");
+            return bad(format!(
+                "media.initial_backoff_ms ({}) must not exceed media.max_backoff_ms ({})",
+                self.initial_backoff_ms, self.max_backoff_ms
+            ));
         }
         if self.poll_interval_ms == 0 {
-            return bad("media.poll_interval_ms must be positive");
+            return bad("media.poll_interval_ms must be positive".into());
         }
         if self.max_window_records == 0 {
-            return bad("media.max_window_records must be at least 1");
+            return bad("media.max_window_records must be at least 1".into());
         }
-        if self.kafka_group_id.trim().is_empty() {
-            return bad("media.kafka_group_id is empty");
+        if self.events_file_max_bytes == 0 {
+            return bad("media.events_file_max_bytes must be positive".into());
         }
+        if let Some(group) = &self.kafka_group_id {
+            if group.trim().is_empty() {
+                return bad(
+                    "media.kafka_group_id is empty (leave it out for the default, wecom-archive-media-<corp_id>)"
+                        .into(),
+                );
+            }
+        }
+        self.store
+            .validate("media.store")
+            .map_err(|e| MediaError::Config(e.to_string()))
+    }
+
+    /// Checks every value ([`MediaConfig::validate`]) and returns the worker's runtime settings.
+    pub fn worker_config(&self) -> Result<MediaWorkerConfig, MediaError> {
+        self.validate()?;
         Ok(MediaWorkerConfig {
             concurrency: self.concurrency,
             part_size: self.part_size_bytes,
@@ -162,16 +201,35 @@ impl MediaConfig {
             max_backoff: Duration::from_millis(self.max_backoff_ms),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             max_window_records: self.max_window_records,
-            events_file_max_bytes: self.events_file_max_bytes.max(1),
+            events_file_max_bytes: self.events_file_max_bytes,
             fsync: self.fsync,
         })
     }
 
+    /// The consumer group of the worker of `corp_id`'s stream `stream` when it consumes the
+    /// messages topic: `kafka_group_id` as given, else `wecom-archive-media-<corp_id>`; a stream
+    /// other than `corp` gets `-<stream>` appended to either.
+    ///
+    /// A worker takes only its corp's and stream's records and commits past the others, so two
+    /// workers of different corps or streams must never share a group: each would skip (and
+    /// commit past) records only the other may take.
+    pub fn consumer_group(&self, corp_id: &str, stream: &str) -> String {
+        let base = match &self.kafka_group_id {
+            Some(group) => group.clone(),
+            None => format!("{DEFAULT_KAFKA_GROUP_PREFIX}-{corp_id}"),
+        };
+        if stream == CORP_STREAM {
+            base
+        } else {
+            format!("{base}-{stream}")
+        }
+    }
+
     /// Builds the object store of `[media.store]`; a local root defaults to `<data_dir>/objects`.
     pub fn build_store(&self, data_dir: &Path) -> Result<MediaStore, MediaError> {
-        self.store
-            .build("media.store", &data_dir.join("objects"), self.fsync)
-            .map_err(|e| MediaError::Config(e.to_string()))
+        Ok(self
+            .store
+            .build("media.store", &data_dir.join("objects"), self.fsync)?)
     }
 }
 
@@ -223,9 +281,8 @@ mod tests {
         assert!(parse("[store]\nkind = \"gcs\"").is_err());
     }
 
-    #[test]
-    fn validation() {
-        let mut c = MediaConfig {
+    fn s3(part_size_bytes: usize) -> MediaConfig {
+        MediaConfig {
             store: MediaStoreConfig::S3 {
                 bucket: "b".into(),
                 endpoint: None,
@@ -235,15 +292,118 @@ mod tests {
                 allow_http: false,
                 prefix: String::new(),
             },
-            part_size_bytes: 1024 * 1024,
+            part_size_bytes,
             ..MediaConfig::default()
-        };
-        let err = c.worker_config().unwrap_err().to_string();
-        assert!(err.contains("5 MiB"), "{err}");
-        c.part_size_bytes = S3_MIN_PART_SIZE;
-        assert!(c.worker_config().is_ok());
-        c.concurrency = 0;
-        assert!(c.worker_config().is_err());
-        assert!(!format!("{c:?}").contains("hunter2"));
+        }
+    }
+
+    /// `validate` rejects `config` with a message naming `key`.
+    fn rejects(config: MediaConfig, key: &str) {
+        let err = config
+            .validate()
+            .expect_err(&format!("{key}: accepted"))
+            .to_string();
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(config.worker_config().is_err(), "{key}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let ok = s3(S3_MIN_PART_SIZE);
+        ok.validate().unwrap();
+        assert!(ok.worker_config().is_ok());
+        MediaConfig::default().validate().unwrap();
+
+        let d = MediaConfig::default;
+        rejects(s3(1024 * 1024), "media.part_size_bytes");
+        rejects(s3(6 << 30), "media.part_size_bytes");
+        rejects(
+            MediaConfig {
+                concurrency: 0,
+                ..d()
+            },
+            "media.concurrency",
+        );
+        rejects(
+            MediaConfig {
+                part_size_bytes: 1000,
+                ..d()
+            },
+            "media.part_size_bytes",
+        );
+        rejects(
+            MediaConfig {
+                parts_in_flight: 0,
+                ..d()
+            },
+            "media.parts_in_flight",
+        );
+        rejects(
+            MediaConfig {
+                max_attempts: 0,
+                ..d()
+            },
+            "media.max_attempts",
+        );
+        rejects(
+            MediaConfig {
+                initial_backoff_ms: 10,
+                max_backoff_ms: 5,
+                ..d()
+            },
+            "media.initial_backoff_ms",
+        );
+        rejects(
+            MediaConfig {
+                poll_interval_ms: 0,
+                ..d()
+            },
+            "media.poll_interval_ms",
+        );
+        rejects(
+            MediaConfig {
+                max_window_records: 0,
+                ..d()
+            },
+            "media.max_window_records",
+        );
+        rejects(
+            MediaConfig {
+                events_file_max_bytes: 0,
+                ..d()
+            },
+            "media.events_file_max_bytes",
+        );
+        rejects(
+            MediaConfig {
+                kafka_group_id: Some(" ".into()),
+                ..d()
+            },
+            "media.kafka_group_id",
+        );
+        let mut empty_bucket = s3(S3_MIN_PART_SIZE);
+        if let MediaStoreConfig::S3 { bucket, .. } = &mut empty_bucket.store {
+            bucket.clear();
+        }
+        rejects(empty_bucket, "media.store.bucket");
+        rejects(
+            parse("[store]\nkind = \"local\"\nprefix = \"a//b\"\n").unwrap(),
+            "media.store.prefix",
+        );
+        assert!(!format!("{ok:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn consumer_groups_are_per_corp_and_stream() {
+        let c = MediaConfig::default();
+        assert_eq!(c.consumer_group("wwA", "corp"), "wecom-archive-media-wwA");
+        assert_eq!(c.consumer_group("wwB", "corp"), "wecom-archive-media-wwB");
+        assert_eq!(
+            c.consumer_group("wwA", "room:r1"),
+            "wecom-archive-media-wwA-room:r1"
+        );
+        let given = parse("kafka_group_id = \"media-prod\"").unwrap();
+        assert_eq!(given.consumer_group("wwA", "corp"), "media-prod");
+        assert_eq!(given.consumer_group("wwA", "room:r1"), "media-prod-room:r1");
     }
 }

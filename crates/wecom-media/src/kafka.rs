@@ -7,7 +7,11 @@
 //!   de-duplicate by (`corp_id`, `stream`, `seq`, `sdkfileid`)). Key: the record's conversation id,
 //!   else the object key, else the msgid.
 //! - **Record source**: when records go to Kafka only, the worker consumes `topics.messages` in a
-//!   consumer group (several workers share the partitions). Offsets are committed per partition
+//!   consumer group (several workers share the partitions). The topic is shared by every corp and
+//!   stream that publishes to it, so the worker takes only the records of its own corp and stream
+//!   (the `corp_id` and `stream` headers, else the record's fields) and commits past the others;
+//!   its group is therefore per corp and stream (`MediaConfig::consumer_group`): a member of a
+//!   shared group would skip records that no other member takes. Offsets are committed per partition
 //!   only up to the highest offset whose records' media jobs have all finished ([`KafkaAcks`]),
 //!   asynchronously every poll interval, synchronously on shutdown and before a partition is
 //!   revoked. A restart (or the member that takes a partition over) resumes from the committed
@@ -19,8 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use wecom_kafka::{KafkaConfig, KafkaSink, LineKind, PublishLine};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use wecom_kafka::{ClientRole, KafkaConfig, KafkaSink, LineKind, PublishLine};
 
 use crate::error::MediaError;
 use crate::events::MediaEvent;
@@ -38,6 +43,17 @@ pub(crate) async fn publish_event(
         .or(Some(event.object_key.as_str()).filter(|k| !k.is_empty()))
         .unwrap_or(event.msgid.as_str())
         .to_owned();
+    let publish_err = |source| MediaError::Publish {
+        object_key: event.object_key.clone(),
+        sdkfileid: event.sdkfileid.clone(),
+        source: Box::new(source),
+    };
+    let payload = serde_json::to_vec(event).map_err(|e| {
+        publish_err(wecom_kafka::KafkaError::InvalidLine {
+            seq: event.seq,
+            reason: format!("the media event does not serialize: {e}"),
+        })
+    })?;
     let line = PublishLine {
         kind: LineKind::MediaEvent,
         seq: event.seq,
@@ -49,13 +65,9 @@ pub(crate) async fn publish_event(
             ("msgid".into(), event.msgid.clone()),
             ("schema".into(), event.schema.clone()),
         ],
-        payload: serde_json::to_vec(event).expect("media events serialize"),
+        payload,
     };
-    sink.publish(vec![line]).await.map_err(kafka_err)
-}
-
-pub(crate) fn kafka_err(e: impl std::fmt::Display) -> MediaError {
-    MediaError::Kafka(e.to_string())
+    sink.publish(vec![line]).await.map_err(publish_err)
 }
 
 /// Where the worker reads records from when they go to Kafka only.
@@ -67,30 +79,54 @@ pub(crate) struct KafkaRecords {
 
 pub(crate) type RecordConsumer = rdkafka::consumer::StreamConsumer<AckContext>;
 
+pub(crate) fn consumer_err(
+    topic: &str,
+    action: impl Into<String>,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> MediaError {
+    let (topic, action) = (topic.to_owned(), action.into());
+    move |source| MediaError::Consumer {
+        topic,
+        action,
+        source: Box::new(source),
+    }
+}
+
 impl KafkaRecords {
+    pub fn topic(&self) -> &str {
+        &self.config.topics.messages
+    }
+
     /// A consumer of `topics.messages` in the group, with manual offset commits.
     pub fn consumer(&self, acks: Arc<KafkaAcks>) -> Result<RecordConsumer, MediaError> {
-        let mut c = ClientConfig::new();
-        for (k, v) in &self.config.properties {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &self.config.brokers)
-            .set("group.id", &self.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("log.connection.close", "false");
-        let consumer: RecordConsumer = c
-            .create_with_context(AckContext {
-                acks,
-                topic: self.config.topics.messages.clone(),
-            })
-            .map_err(kafka_err)?;
+        let topic = self.topic();
+        let consumer: RecordConsumer = wecom_kafka::client_config(
+            &self.config,
+            ClientRole::GroupConsumer {
+                group_id: &self.group_id,
+            },
+        )
+        .create_with_context(AckContext {
+            acks,
+            topic: topic.to_owned(),
+        })
+        .map_err(consumer_err(
+            topic,
+            format!("creating the consumer of group {}", self.group_id),
+        ))?;
         consumer
-            .subscribe(&[&self.config.topics.messages])
-            .map_err(kafka_err)?;
+            .subscribe(&[topic])
+            .map_err(consumer_err(topic, "subscribing"))?;
         Ok(consumer)
     }
+}
+
+/// The value of header `name` of `m`, if it is there and UTF-8.
+pub(crate) fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 
 /// Commits what is finished before a partition goes to another member, and forgets the revoked
@@ -107,7 +143,7 @@ impl ConsumerContext for AckContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             let offsets = self.acks.revoke(&parts);
-            tracing::info!(partitions = ?parts, "media worker: kafka partitions revoked");
+            tracing::info!(topic = %self.topic, partitions = ?parts, "media worker: kafka partitions revoked");
             if let Some(tpl) = offsets_list(&self.topic, &offsets) {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!(error = %e, "media worker: commit before revoke failed");
@@ -120,7 +156,7 @@ impl ConsumerContext for AckContext {
         if let Rebalance::Assign(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             self.acks.assign(&parts);
-            tracing::info!(partitions = ?parts, "media worker: kafka partitions assigned");
+            tracing::info!(topic = %self.topic, partitions = ?parts, "media worker: kafka partitions assigned");
         }
     }
 }
@@ -131,8 +167,10 @@ pub(crate) fn offsets_list(topic: &str, offsets: &[(i32, i64)]) -> Option<TopicP
     }
     let mut tpl = TopicPartitionList::new();
     for (p, o) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
-            .expect("a valid offset");
+        // only fails for an invalid `Offset` variant; `Offset::Offset` is always valid
+        if let Err(e) = tpl.add_partition_offset(topic, *p, Offset::Offset(*o)) {
+            tracing::warn!(topic, partition = p, offset = o, error = %e, "media worker: offset not committable");
+        }
     }
     Some(tpl)
 }
@@ -338,19 +376,26 @@ pub(crate) fn caught_up(
     no_assignment_ok: bool,
 ) -> Result<bool, MediaError> {
     const TIMEOUT: Duration = Duration::from_secs(5);
-    let assignment = consumer.assignment().map_err(kafka_err)?;
+    let assignment = consumer
+        .assignment()
+        .map_err(consumer_err(topic, "reading the assignment"))?;
     if assignment.count() == 0 {
         return Ok(no_assignment_ok);
     }
-    let position = consumer.position().map_err(kafka_err)?;
+    let position = consumer
+        .position()
+        .map_err(consumer_err(topic, "reading the position"))?;
     let committed = consumer
         .committed_offsets(assignment.clone(), TIMEOUT)
-        .map_err(kafka_err)?;
+        .map_err(consumer_err(topic, "reading the committed offsets"))?;
     for e in assignment.elements() {
         let p = e.partition();
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
-            .map_err(kafka_err)?;
+            .map_err(consumer_err(
+                topic,
+                format!("reading the watermarks of partition {p}"),
+            ))?;
         if high <= low {
             continue;
         }

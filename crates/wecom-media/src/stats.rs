@@ -17,13 +17,32 @@ pub struct MediaStats {
     /// Complete bodies whose size or md5 did not match the message.
     verify_failures_total: AtomicU64,
     records_read_total: AtomicU64,
-    /// Lines of the segments that are not readable records (skipped, logged).
+    /// Lines of the segments (or messages of the topic) that are not readable records (skipped).
     records_unreadable_total: AtomicU64,
+    /// Messages of the topic that belong to another corp or stream (skipped, committed past).
+    records_other_stream_total: AtomicU64,
+    /// Errors of the messages topic's consumer (the consumer retries).
+    kafka_consume_errors_total: AtomicU64,
+    /// Unverified uploads whose abort failed (an S3 bucket keeps the parts until its lifecycle
+    /// rule removes them).
+    upload_abort_failures_total: AtomicU64,
     jobs_in_flight: AtomicU64,
 }
 
+/// What a record read turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordRead {
+    /// A message record: its media jobs run.
+    Ours,
+    /// Not a message record.
+    Unreadable,
+    /// A record of another corp or stream in the shared messages topic.
+    OtherStream,
+}
+
 /// A point-in-time copy of [`MediaStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MediaStatsSnapshot {
     pub bytes_stored_total: u64,
     pub objects_stored_total: u64,
@@ -34,6 +53,9 @@ pub struct MediaStatsSnapshot {
     pub verify_failures_total: u64,
     pub records_read_total: u64,
     pub records_unreadable_total: u64,
+    pub records_other_stream_total: u64,
+    pub kafka_consume_errors_total: u64,
+    pub upload_abort_failures_total: u64,
     pub jobs_in_flight: u64,
 }
 
@@ -54,6 +76,9 @@ impl MediaStats {
             verify_failures_total: g(&self.verify_failures_total),
             records_read_total: g(&self.records_read_total),
             records_unreadable_total: g(&self.records_unreadable_total),
+            records_other_stream_total: g(&self.records_other_stream_total),
+            kafka_consume_errors_total: g(&self.kafka_consume_errors_total),
+            upload_abort_failures_total: g(&self.upload_abort_failures_total),
             jobs_in_flight: g(&self.jobs_in_flight),
         }
     }
@@ -77,11 +102,19 @@ impl MediaStats {
     pub(crate) fn add_mismatch(&self) {
         inc(&self.verify_failures_total, 1);
     }
-    pub(crate) fn add_record(&self, readable: bool) {
+    pub(crate) fn add_record(&self, read: RecordRead) {
         inc(&self.records_read_total, 1);
-        if !readable {
-            inc(&self.records_unreadable_total, 1);
+        match read {
+            RecordRead::Ours => {}
+            RecordRead::Unreadable => inc(&self.records_unreadable_total, 1),
+            RecordRead::OtherStream => inc(&self.records_other_stream_total, 1),
         }
+    }
+    pub(crate) fn add_consume_error(&self) {
+        inc(&self.kafka_consume_errors_total, 1);
+    }
+    pub(crate) fn add_abort_failure(&self) {
+        inc(&self.upload_abort_failures_total, 1);
     }
     pub(crate) fn job_started(&self) {
         inc(&self.jobs_in_flight, 1);

@@ -1,4 +1,4 @@
-//! Tailing the record segments (`<data>/messages/seg-<first seq>.ndjson`) while the pipeline
+//! Tailing the record segments (`<stream>/messages/seg-<first seq>.ndjson`) while the pipeline
 //! appends to them, from a saved position.
 //!
 //! The position is (segment file name, byte offset after the last complete line), not a seq: the
@@ -7,9 +7,20 @@
 //! cannot. Only complete lines are consumed: an unterminated tail is a line the pipeline is still
 //! writing (or a torn write its recovery truncates), so the reader steps back to its start and
 //! reads it again later.
+//!
+//! **A segment can be replaced under the reader.** The sink's crash recovery deletes a newest
+//! segment that holds no complete line, then appends to the segment before it and later creates
+//! the newest one again, under the same name or another. The reader holds the file open, so it
+//! would go on reading the deleted file and never see the new one. At the end of what it can read
+//! it therefore compares the open file with what the segment's name points to now: when the
+//! segment was deleted, replaced (another file) or cut shorter than the reader's offset before
+//! anything of it was read, reading goes back to the end of the last line consumed, which is
+//! where the sink appends next; a replaced or shortened segment that lines were already read from
+//! is reopened at the same offset, or at its last line end when it is now shorter.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +47,17 @@ struct Open {
     name: String,
     reader: BufReader<File>,
     offset: u64,
+    /// (device, inode) of the open file, to notice when the name points to another file.
+    id: (u64, u64),
+}
+
+/// What the segment's name points to now, compared with the open file.
+#[derive(Debug, PartialEq, Eq)]
+enum Segment {
+    /// The open file, at least as long as the offset read.
+    Same,
+    /// Deleted, replaced by another file, or cut below the offset read.
+    Changed,
 }
 
 /// Reads complete lines of the segments in `dir`, in file order, from a position on.
@@ -44,6 +66,10 @@ pub struct TailReader {
     /// Resume point while no segment is open.
     after: Option<Position>,
     current: Option<Open>,
+    /// The end of the last line consumed from a segment before the open one (or the position the
+    /// reader started from): where reading resumes when the open segment is found replaced before
+    /// anything of it was read.
+    consumed: Option<Position>,
 }
 
 impl TailReader {
@@ -51,8 +77,9 @@ impl TailReader {
     pub fn new(dir: &Path, position: Option<Position>) -> Self {
         TailReader {
             dir: dir.to_path_buf(),
-            after: position,
+            after: position.clone(),
             current: None,
+            consumed: position,
         }
     }
 
@@ -90,10 +117,14 @@ impl TailReader {
             // the line start, and move to the next segment only if one exists and this one has
             // no more complete line (the sink finishes a segment before it creates the next).
             let offset = cur.offset;
+            let name = cur.name.clone();
             cur.reader
                 .seek(SeekFrom::Start(offset))
-                .map_err(MediaError::io(self.dir.join(&cur.name)))?;
-            let name = cur.name.clone();
+                .map_err(MediaError::io(self.dir.join(&name)))?;
+            if self.segment_now()? == Segment::Changed {
+                self.reopen_changed();
+                continue;
+            }
             if n > 0 {
                 break;
             }
@@ -102,7 +133,9 @@ impl TailReader {
             };
             // A newer segment exists: re-read this one once more for lines appended in between.
             let mut probe = Vec::new();
-            let cur = self.current.as_mut().expect("open");
+            let Some(cur) = self.current.as_mut() else {
+                break;
+            };
             let m = cur
                 .reader
                 .read_until(b'\n', &mut probe)
@@ -111,6 +144,12 @@ impl TailReader {
                 .seek(SeekFrom::Start(offset))
                 .map_err(MediaError::io(self.dir.join(&name)))?;
             if m == 0 {
+                if offset > 0 {
+                    self.consumed = Some(Position {
+                        segment: name,
+                        offset,
+                    });
+                }
                 self.after = Some(Position {
                     segment: next,
                     offset: 0,
@@ -128,24 +167,49 @@ impl TailReader {
         Ok(out)
     }
 
+    /// Compares the open segment with what its name points to now.
+    fn segment_now(&self) -> Result<Segment, MediaError> {
+        let Some(cur) = &self.current else {
+            return Ok(Segment::Same);
+        };
+        let path = self.dir.join(&cur.name);
+        match std::fs::metadata(&path) {
+            Ok(m) if (m.dev(), m.ino()) == cur.id && m.len() >= cur.offset => Ok(Segment::Same),
+            Ok(_) => Ok(Segment::Changed),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Segment::Changed),
+            Err(e) => Err(MediaError::Io { path, source: e }),
+        }
+    }
+
+    /// The open segment was deleted, replaced or cut: close it and choose where to go on.
+    fn reopen_changed(&mut self) {
+        let Some(cur) = self.current.take() else {
+            return;
+        };
+        if cur.offset == 0 {
+            // Nothing of it was read (the sink's recovery removed it while it was empty): the
+            // sink appends next after the last line consumed, in an older segment or a new one.
+            tracing::debug!(segment = %cur.name, "media tail: empty segment replaced, going back to the last line read");
+            self.after = self.consumed.clone();
+        } else {
+            // Lines of it were read: the sink never removes a complete line, so this is a copy
+            // (same prefix) or a cut (see `open_next`); a deleted one is simply left behind.
+            tracing::warn!(
+                segment = %self.dir.join(&cur.name).display(),
+                offset = cur.offset,
+                "media tail: a segment being read was replaced, deleted or truncated; reopening it"
+            );
+            self.after = Some(Position {
+                segment: cur.name,
+                offset: cur.offset,
+            });
+        }
+    }
+
     /// Opens the segment to read next. False when there is none yet.
     fn open_next(&mut self) -> Result<bool, MediaError> {
         let (name, offset) = match &self.after {
-            Some(p) if self.dir.join(&p.segment).is_file() => {
-                let len = std::fs::metadata(self.dir.join(&p.segment))
-                    .map_err(MediaError::io(self.dir.join(&p.segment)))?
-                    .len();
-                if p.offset > len {
-                    return Err(MediaError::State {
-                        path: self.dir.join(&p.segment),
-                        reason: format!(
-                            "saved media position {} is past the end of the segment ({len} bytes)",
-                            p.offset
-                        ),
-                    });
-                }
-                (p.segment.clone(), p.offset)
-            }
+            Some(p) if self.dir.join(&p.segment).is_file() => (p.segment.clone(), p.offset),
             Some(p) => match self.next_segment_after(&p.segment)? {
                 Some(n) => (n, 0),
                 None => return Ok(false),
@@ -156,31 +220,95 @@ impl TailReader {
             },
         };
         let path = self.dir.join(&name);
-        let mut file = File::open(&path).map_err(MediaError::io(&path))?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            // deleted since it was listed: look again next time
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(MediaError::Io { path, source: e }),
+        };
+        let meta = file.metadata().map_err(MediaError::io(&path))?;
+        let mut offset = offset;
+        if offset > meta.len() {
+            // Shorter than the position: cut (or replaced) after its lines were read. What is
+            // left was read already; go on from its last complete line, where appends continue.
+            let end = last_line_end(&mut file, meta.len()).map_err(MediaError::io(&path))?;
+            tracing::warn!(
+                segment = %path.display(),
+                position = offset,
+                len = meta.len(),
+                resume_at = end,
+                "media tail: the segment is shorter than the media position; reading on from its last complete line"
+            );
+            offset = end;
+        }
         file.seek(SeekFrom::Start(offset))
             .map_err(MediaError::io(&path))?;
         self.current = Some(Open {
             name,
             reader: BufReader::with_capacity(64 * 1024, file),
             offset,
+            id: (meta.dev(), meta.ino()),
         });
         Ok(true)
     }
 
     fn segments(&self) -> Result<Vec<String>, MediaError> {
-        if !self.dir.is_dir() {
-            return Ok(Vec::new());
-        }
-        Ok(wecom_store::list_segments(&self.dir)?
-            .into_iter()
-            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-            .collect())
+        segment_names(&self.dir)
     }
 
     /// The first segment whose name sorts after `name` (zero-padded names sort in seq order).
     fn next_segment_after(&self, name: &str) -> Result<Option<String>, MediaError> {
         Ok(self.segments()?.into_iter().find(|n| n.as_str() > name))
     }
+}
+
+fn segment_names(dir: &Path) -> Result<Vec<String>, MediaError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(wecom_store::list_segments(dir)?
+        .into_iter()
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect())
+}
+
+/// Bytes of the segments in `dir` after `position` (all of them without one): how much the
+/// pipeline wrote that the worker has not read yet. Blocking I/O.
+pub(crate) fn unread_bytes(dir: &Path, position: Option<&Position>) -> Result<u64, MediaError> {
+    let mut total = 0u64;
+    for name in segment_names(dir)? {
+        let skip = match position {
+            Some(p) if name.as_str() < p.segment.as_str() => continue,
+            Some(p) if name == p.segment => p.offset,
+            _ => 0,
+        };
+        let path = dir.join(&name);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(MediaError::Io { path, source: e }),
+        };
+        total += len.saturating_sub(skip);
+    }
+    Ok(total)
+}
+
+/// The offset just after the last `\n` in the first `len` bytes of `file` (0 when there is none).
+fn last_line_end(file: &mut File, len: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -234,5 +362,124 @@ mod tests {
         assert!(r3.next_batch(10).unwrap().is_empty());
         append(d, 9, "f\n");
         assert_eq!(texts(&r3.next_batch(10).unwrap()), ["f"]);
+    }
+
+    fn seg(dir: &Path, n: u64) -> PathBuf {
+        dir.join(format!("seg-{n:020}.ndjson"))
+    }
+
+    /// Reads until two reads in a row bring nothing.
+    fn drain(r: &mut TailReader) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let got = texts(&r.next_batch(3).unwrap());
+            if got.is_empty() {
+                let again = texts(&r.next_batch(3).unwrap());
+                if again.is_empty() {
+                    return out;
+                }
+                out.extend(again);
+            } else {
+                out.extend(got);
+            }
+        }
+    }
+
+    /// The sink's recovery deleted the only segment while the reader had it open (empty), then
+    /// created it again with records: every record is seen once.
+    #[test]
+    fn a_deleted_and_recreated_segment_is_read_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::File::create(seg(d, 1)).unwrap();
+        let mut r = TailReader::new(d, None);
+        assert!(r.next_batch(10).unwrap().is_empty());
+        std::fs::remove_file(seg(d, 1)).unwrap();
+        assert!(r.next_batch(10).unwrap().is_empty());
+        append(d, 1, "a\nb\n");
+        assert_eq!(drain(&mut r), ["a", "b"]);
+        append(d, 1, "c\n");
+        assert_eq!(drain(&mut r), ["c"]);
+    }
+
+    /// The newest segment, empty and open in the reader, is deleted by recovery; the sink then
+    /// appends to the segment before it and later creates the newest one again.
+    #[test]
+    fn records_appended_to_the_previous_segment_after_a_deletion_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, 1, "a\nb\n");
+        std::fs::File::create(seg(d, 3)).unwrap();
+        let mut r = TailReader::new(d, None);
+        assert_eq!(drain(&mut r), ["a", "b"]);
+        // the reader now has seg 3 open, at offset 0
+        std::fs::remove_file(seg(d, 3)).unwrap();
+        append(d, 1, "c\n");
+        assert_eq!(drain(&mut r), ["c"]);
+        append(d, 1, "d\n");
+        append(d, 3, "e\n");
+        assert_eq!(drain(&mut r), ["d", "e"]);
+        // and the same again when the newest is recreated before the reader looks
+        std::fs::File::create(seg(d, 5)).unwrap();
+        assert!(drain(&mut r).is_empty());
+        std::fs::remove_file(seg(d, 5)).unwrap();
+        append(d, 3, "f\n");
+        append(d, 5, "g\n");
+        assert_eq!(drain(&mut r), ["f", "g"]);
+    }
+
+    /// A segment replaced by a shorter file (or cut) after some lines were read: reading goes on
+    /// from its last line end, so new lines are not skipped.
+    #[test]
+    fn a_segment_cut_below_the_position_is_read_on_from_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, 1, "aaaa\nbbbb\ncccc\n");
+        let mut r = TailReader::new(d, None);
+        assert_eq!(drain(&mut r), ["aaaa", "bbbb", "cccc"]);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg(d, 1))
+            .unwrap();
+        f.set_len(7).unwrap(); // "aaaa\nbb"
+        drop(f);
+        assert!(drain(&mut r).is_empty());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg(d, 1))
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        append(d, 1, "d\n");
+        assert_eq!(drain(&mut r), ["d"]);
+
+        // A saved position past the end of its segment (restart after such a cut).
+        let saved = Position {
+            segment: "seg-00000000000000000001.ndjson".into(),
+            offset: 100,
+        };
+        let mut r2 = TailReader::new(d, Some(saved));
+        assert!(drain(&mut r2).is_empty());
+        append(d, 1, "e\n");
+        assert_eq!(drain(&mut r2), ["e"]);
+    }
+
+    #[test]
+    fn unread_bytes_counts_what_is_after_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        append(d, 1, "aaaa\nbbbb\n");
+        append(d, 3, "cc\n");
+        assert_eq!(unread_bytes(d, None).unwrap(), 13);
+        let p = Position {
+            segment: "seg-00000000000000000001.ndjson".into(),
+            offset: 5,
+        };
+        assert_eq!(unread_bytes(d, Some(&p)).unwrap(), 8);
+        let p = Position {
+            segment: "seg-00000000000000000003.ndjson".into(),
+            offset: 3,
+        };
+        assert_eq!(unread_bytes(d, Some(&p)).unwrap(), 0);
     }
 }

@@ -34,6 +34,8 @@ use crate::MediaStore;
 #[derive(Debug, Clone)]
 pub(crate) struct MediaJob {
     pub sdkfileid: String,
+    /// The object key (without the store's prefix), for errors.
+    pub object_key: String,
     pub path: Path,
     /// Lowercase hex, `None` when the message had no usable md5sum.
     pub expected_md5: Option<String>,
@@ -190,7 +192,13 @@ impl Transfer<'_> {
                         attempts: attempt,
                     };
                 }
-                Err(AttemptError::Fatal(e)) => return Outcome::Fatal(crate::MediaError::Api(e)),
+                Err(AttemptError::Fatal(e)) => {
+                    return Outcome::Fatal(crate::MediaError::Api {
+                        sdkfileid: job.sdkfileid.clone(),
+                        object_key: job.object_key.clone(),
+                        source: Box::new(e),
+                    })
+                }
                 Err(AttemptError::Cancelled) => return Outcome::Cancelled,
             }
         }
@@ -247,7 +255,7 @@ impl Transfer<'_> {
                         Err(e) => Err(AttemptError::Retry(format!("completing the upload: {e}"))),
                     };
                 }
-                abort(writer).await;
+                self.abort(job, writer).await;
                 let reason = match (bad_size, bad_md5) {
                     (Some(s), _) => {
                         format!("size mismatch: expected {s} bytes, received {}", got.size)
@@ -258,9 +266,18 @@ impl Transfer<'_> {
                 Ok(Verdict::Mismatch(reason, got))
             }
             Err(e) => {
-                abort(writer).await;
+                self.abort(job, writer).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Drops an unverified upload. A failed abort leaves an invisible incomplete upload behind
+    /// (S3 bills it until the bucket's lifecycle rule removes it): counted, not fatal.
+    async fn abort(&self, job: &MediaJob, writer: WriteMultipart) {
+        if let Err(e) = writer.abort().await {
+            self.stats.add_abort_failure();
+            tracing::debug!(object = %job.path, error = %e, "aborting a media upload failed");
         }
     }
 
@@ -372,11 +389,5 @@ impl Transfer<'_> {
             }
             tracing::debug!(object = %job.path, reason = %broken, "media body resumed");
         }
-    }
-}
-
-async fn abort(writer: WriteMultipart) {
-    if let Err(e) = writer.abort().await {
-        tracing::warn!(error = %e, "aborting a media upload failed");
     }
 }

@@ -1,122 +1,55 @@
-//! `MediaWorker`: tails the record segments, runs one bounded-concurrency job per media
-//! reference, writes a media event per job, and commits its own position.
+//! `MediaWorker`: one pump loop reads records from the [`Source`], runs one bounded-concurrency
+//! [job](crate::job) per media reference, and lets the source move its position over the finished
+//! prefix; a reporter beside it rewrites the status file and logs a summary.
 //!
-//! **The position never passes a record with an unfinished media job**: it only moves over the
-//! longest prefix of records whose jobs all ended (stored or failed) *and* whose events are
-//! fsynced. A crash or a dropped worker therefore loses no job; it may repeat some (the repeat
-//! finds the object stored and reports it again).
-//!
-//! With [`MediaWorker::with_kafka_records`] the records come from the messages topic (consumer
-//! group) instead of the segment files, and the same rule holds per partition for the committed
-//! offsets (`kafka.rs`).
+//! **The position never passes a record with an unfinished media job**, whichever the source:
+//! each record is registered before its jobs start, a job acknowledges it only once its event is
+//! in every output ([`Outputs`](crate::outputs)), and only the finished prefix is committed. A
+//! crash or a dropped worker therefore loses no job; it may repeat some.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wecom_api::ArchiveClient;
-use wecom_model::{media_object_key, MediaRef};
-use wecom_store::CursorStore;
+use wecom_store::StreamLayout;
 
 use crate::config::MediaWorkerConfig;
 use crate::error::MediaError;
-use crate::events::{EventLog, MediaEvent, MediaEventStatus, MEDIA_EVENT_SCHEMA_ID};
-use crate::kafka::{KafkaAck, KafkaAcks, KafkaRecords, RecordConsumer};
-use crate::stats::{MediaStats, MediaStatsSnapshot};
-use crate::tail::{Position, TailReader};
-use crate::tracker::{AckTracker, Committable};
-use crate::transfer::{MediaJob, Outcome, Transfer};
+use crate::job::{Jobs, RecordCtx};
+use crate::kafka::{KafkaAcks, KafkaRecords};
+use crate::outputs::{Ledger, Outputs};
+use crate::position::{lock, FilePosition};
+use crate::source::{FileBacklog, Polled, Read, Source};
+use crate::stats::MediaStatsSnapshot;
+use crate::status::{
+    rfc3339_now, write_status, MediaLastError, MediaRunState, MediaSourceKind, MediaStatus,
+    MEDIA_STATUS_VERSION,
+};
+use crate::tail::Position;
 use crate::MediaStore;
 
-/// The `CursorStore` stream name of the media worker's committed seq.
-pub const MEDIA_CURSOR_STREAM: &str = "media";
-/// File (in the cursor directory) holding the worker's read position.
-pub const POSITION_FILE: &str = "media.position.json";
-const POSITION_VERSION: u64 = 1;
-const READ_BATCH: usize = 256;
-
-/// Where the worker reads and writes, all under the pipeline's data directory by default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaPaths {
-    /// The record segments the pipeline writes (`<data>/messages`).
-    pub messages_dir: PathBuf,
-    /// Media events (`<data>/media-events`).
-    pub events_dir: PathBuf,
-    /// Cursor files (`<data>/cursors`): `media.cursor.json` and `media.position.json`.
-    pub cursor_dir: PathBuf,
-}
-
-impl MediaPaths {
-    pub fn under(data_dir: &Path) -> Self {
-        MediaPaths {
-            messages_dir: data_dir.join("messages"),
-            events_dir: data_dir.join("media-events"),
-            cursor_dir: data_dir.join("cursors"),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PositionFile {
-    version: u64,
-    segment: String,
-    offset: u64,
-    /// Highest record seq at or before the position (also committed to the `media` cursor).
-    max_seq: u64,
-    updated_at_unix_ms: u64,
-}
-
-/// The fields of a record line the worker needs (lenient: other fields are ignored).
-#[derive(Deserialize)]
-struct RecordView {
-    #[serde(default)]
-    schema: Option<String>,
-    corp_id: String,
-    #[serde(default)]
-    stream: String,
-    seq: u64,
-    msgid: String,
-    #[serde(default)]
-    msgtime_ms: Option<u64>,
-    #[serde(default)]
-    conversation_id: Option<String>,
-    #[serde(default)]
-    media: Vec<MediaRef>,
-}
+/// How often the status file is rewritten while the worker runs.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the worker logs a summary (only when something happened).
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
 struct Shared {
-    config: MediaWorkerConfig,
-    store: MediaStore,
-    client: ArchiveClient,
-    paths: MediaPaths,
-    cursors: CursorStore,
-    stats: MediaStats,
-    tracker: Mutex<AckTracker>,
-    events: Arc<Mutex<EventLog>>,
-    /// The last position written; the async lock serializes commits so they stay in order.
-    committed: tokio::sync::Mutex<Option<Committable>>,
-    /// One lock per object key: identical media of concurrent jobs is fetched once.
-    key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    running: AtomicBool,
-    /// Publishes every event to the Kafka media topic too (`with_kafka_events`).
-    event_sink: Option<wecom_kafka::KafkaSink>,
+    jobs: Jobs,
+    layout: StreamLayout,
+    /// The corp of the archive client: the worker fetches media with its token.
+    corp_id: String,
+    position: Arc<FilePosition>,
+    kafka_acks: Arc<KafkaAcks>,
     /// Consume records from the messages topic instead of tailing files (`with_kafka_records`).
     records: Option<KafkaRecords>,
-    kafka_acks: Arc<KafkaAcks>,
-}
-
-/// How a finished job is acknowledged: to the file tail's tracker or a partition's.
-#[derive(Debug, Clone, Copy)]
-enum Ack {
-    Tail(u64),
-    Kafka(KafkaAck),
+    running: AtomicBool,
+    /// The end of the last segment line read (file source), for the status.
+    read_at: Arc<Mutex<Option<Position>>>,
+    started_at: Mutex<String>,
 }
 
 /// The media worker. Cheap to clone (clones share state); one `run` at a time.
@@ -128,43 +61,47 @@ pub struct MediaWorker {
 impl std::fmt::Debug for MediaWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaWorker")
-            .field("store", &self.shared.store)
-            .field("paths", &self.shared.paths)
+            .field("corp_id", &self.shared.corp_id)
+            .field("stream", &self.shared.layout.stream())
+            .field("dir", &self.shared.layout.dir())
+            .field("store", &self.shared.jobs.store)
             .finish_non_exhaustive()
     }
 }
 
 impl MediaWorker {
-    /// Opens the event log and the cursor directory. `client` is the archive client (share the
-    /// pipeline's: it carries the token cache).
+    /// The worker of the stream at `layout`: it reads the stream's segment files
+    /// (`messages/`), writes its events to `media-events/`, its position to `cursors/` and its
+    /// status to `media-status.json`. `client` is the archive client of the stream's corp (share
+    /// the pipeline's: it carries the token cache).
     pub fn new(
         config: MediaWorkerConfig,
         store: MediaStore,
         client: ArchiveClient,
-        paths: MediaPaths,
+        layout: StreamLayout,
     ) -> Result<Self, MediaError> {
-        let cursors = CursorStore::open(&paths.cursor_dir)?;
-        let events = EventLog::open(
-            &paths.events_dir,
+        let position = Arc::new(FilePosition::open(
+            &layout.media_cursors_dir(),
+            config.fsync,
+        )?);
+        let outputs = Outputs::open(
+            &layout.media_events_dir(),
             config.events_file_max_bytes,
             config.fsync,
+            Arc::new(Ledger::Files(position.clone())),
         )?;
+        let corp_id = client.corp_id().to_owned();
         Ok(MediaWorker {
             shared: Arc::new(Shared {
-                config,
-                store,
-                client,
-                paths,
-                cursors,
-                stats: MediaStats::default(),
-                tracker: Mutex::new(AckTracker::new()),
-                events: Arc::new(Mutex::new(events)),
-                committed: tokio::sync::Mutex::new(None),
-                key_locks: Mutex::new(HashMap::new()),
-                running: AtomicBool::new(false),
-                event_sink: None,
-                records: None,
+                jobs: Jobs::new(config, store, client, outputs),
+                layout,
+                corp_id,
+                position,
                 kafka_acks: Arc::new(KafkaAcks::default()),
+                records: None,
+                running: AtomicBool::new(false),
+                read_at: Arc::new(Mutex::new(None)),
+                started_at: Mutex::new(String::new()),
             }),
         })
     }
@@ -177,59 +114,62 @@ impl MediaWorker {
     /// its record (at-least-once, like the local events). Call before cloning the worker.
     #[must_use]
     pub fn with_kafka_events(mut self, sink: wecom_kafka::KafkaSink) -> Self {
-        self.shared_mut().event_sink = Some(sink);
+        self.shared_mut().jobs.outputs.publish_to(sink);
         self
     }
 
     /// Reads records from `config.topics.messages` as a member of the consumer group `group_id`
-    /// instead of tailing the segment files; the position is then the group's committed offsets
-    /// (the position file is not used). Call before cloning the worker.
+    /// instead of tailing the segment files, taking only the records of the client's corp and
+    /// the layout's stream (the others are committed past). The position is then the group's
+    /// committed offsets (the position file is not used). `group_id` must not be shared with a
+    /// worker of another corp or stream: use [`crate::MediaConfig::consumer_group`]. Call before
+    /// cloning the worker.
     #[must_use]
     pub fn with_kafka_records(
         mut self,
         config: wecom_kafka::KafkaConfig,
         group_id: impl Into<String>,
     ) -> Self {
-        self.shared_mut().records = Some(KafkaRecords {
+        let shared = self.shared_mut();
+        shared.records = Some(KafkaRecords {
             config,
             group_id: group_id.into(),
         });
+        let ledger = Arc::new(Ledger::Kafka(shared.kafka_acks.clone()));
+        shared.jobs.outputs.set_ledger(ledger);
         self
     }
 
     pub fn stats(&self) -> MediaStatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.jobs.stats.snapshot()
     }
 
     pub fn store(&self) -> &MediaStore {
-        &self.shared.store
+        &self.shared.jobs.store
+    }
+
+    fn ledger(&self) -> &Arc<Ledger> {
+        self.shared.jobs.outputs.ledger()
     }
 
     /// Age (from its message time) of the oldest media job read but not finished. The service
     /// deletes media after 5 days: alert well before. `None` when nothing is pending.
     pub fn oldest_pending_age(&self) -> Option<Duration> {
-        let tail = lock(&self.shared.tracker).oldest_pending_msgtime_ms();
-        let kafka = self.shared.kafka_acks.oldest_pending_msgtime_ms();
-        let ms = match (tail, kafka) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(Duration::from_millis(now_unix_ms().saturating_sub(ms)))
+        let ms = self.ledger().oldest_pending_msgtime_ms()?;
+        Some(Duration::from_millis(
+            wecom_store::now_unix_ms().saturating_sub(ms),
+        ))
     }
 
     /// Media jobs read but not finished.
     pub fn pending_jobs(&self) -> usize {
-        lock(&self.shared.tracker).pending_jobs() + self.shared.kafka_acks.pending_jobs()
+        self.ledger().pending_jobs()
     }
 
     /// The committed seq (`media` cursor): every record up to the committed position, whose
-    /// highest seq this is, has all its media jobs finished.
+    /// highest seq this is, has all its media jobs finished. Segment files only.
     pub fn committed_seq(&self) -> Result<Option<u64>, MediaError> {
-        Ok(self
-            .shared
-            .cursors
-            .load(MEDIA_CURSOR_STREAM)?
-            .map(|c| c.seq))
+        self.shared.position.committed_seq()
     }
 
     /// Processes every record present now, waits for their jobs, commits, and returns.
@@ -238,7 +178,7 @@ impl MediaWorker {
         Ok(self.stats())
     }
 
-    /// Tails the segments until `shutdown` is cancelled; in-flight transfers are then aborted
+    /// Follows the records until `shutdown` is cancelled; in-flight transfers are then aborted
     /// (to be redone by the next run) and the position committed. Returns early with an error on
     /// a fatal condition (bad secret, unusable store, unreadable segments).
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), MediaError> {
@@ -262,46 +202,86 @@ impl MediaWorker {
             }
         }
         let _running = Running(&self.shared.running);
+        *lock(&self.shared.started_at) = rfc3339_now();
+        let before = self.stats();
 
-        *lock(&self.shared.tracker) = AckTracker::new();
-        *self.shared.committed.lock().await = None;
-        self.shared.kafka_acks.reset();
-        let jobs_cancel = shutdown.child_token();
-        let mut joins: JoinSet<Result<(), MediaError>> = JoinSet::new();
+        let stop_reporting = CancellationToken::new();
+        let reporter = tokio::spawn(self.clone().report(stop_reporting.clone()));
+        let result = self.run_source(until_caught_up, &shutdown).await;
+        stop_reporting.cancel();
+        let _ = reporter.await;
 
-        let (result, consumer) = match &self.shared.records {
-            None => {
-                let start = self.load_position()?;
-                tracing::info!(
-                    position = ?start,
-                    store = ?self.shared.store,
-                    "media worker starting"
-                );
-                let r = self
-                    .pump(until_caught_up, &shutdown, &jobs_cancel, &mut joins, start)
-                    .await;
-                (r, None)
-            }
-            Some(records) => {
-                let consumer = Arc::new(records.consumer(self.shared.kafka_acks.clone())?);
-                tracing::info!(
-                    topic = %records.config.topics.messages,
-                    group = %records.group_id,
-                    store = ?self.shared.store,
-                    "media worker starting (kafka consumer group)"
-                );
-                let r = self
-                    .pump_kafka(
-                        &consumer,
-                        until_caught_up,
-                        &shutdown,
-                        &jobs_cancel,
-                        &mut joins,
-                    )
-                    .await;
-                (r, Some(consumer))
+        let state = match &result {
+            Ok(()) => MediaRunState::Stopped,
+            Err(e) => {
+                *lock(&self.shared.jobs.last_error) =
+                    Some(MediaLastError::now(error_chain(e), None));
+                MediaRunState::Failed
             }
         };
+        if let Err(e) = self.write_status(state).await {
+            tracing::warn!(error = %error_chain(&e), "media worker: writing the status file failed");
+        }
+        self.log_summary("media worker stopped", &before);
+        result
+    }
+
+    /// Opens the source, pumps it, waits for (or cancels) the jobs, and closes the source.
+    async fn run_source(
+        &self,
+        until_caught_up: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), MediaError> {
+        let shared = &self.shared;
+        self.ledger().reset().await;
+        let mut source = match &shared.records {
+            None => {
+                let start = shared.position.load()?;
+                tracing::info!(
+                    corp_id = %shared.corp_id,
+                    stream = %shared.layout.stream(),
+                    position = ?start,
+                    store = ?shared.jobs.store,
+                    "media worker starting (segment files)"
+                );
+                Source::files(
+                    &shared.layout.messages_dir(),
+                    start,
+                    shared.position.clone(),
+                    shared.jobs.config.poll_interval,
+                    shared.read_at.clone(),
+                )
+            }
+            Some(records) => {
+                tracing::info!(
+                    corp_id = %shared.corp_id,
+                    stream = %shared.layout.stream(),
+                    topic = %records.topic(),
+                    group = %records.group_id,
+                    store = ?shared.jobs.store,
+                    "media worker starting (kafka consumer group)"
+                );
+                Source::kafka(
+                    records,
+                    shared.kafka_acks.clone(),
+                    &shared.corp_id,
+                    shared.layout.stream(),
+                    shared.jobs.config.poll_interval,
+                )?
+            }
+        };
+
+        let jobs_cancel = shutdown.child_token();
+        let mut joins: JoinSet<Result<(), MediaError>> = JoinSet::new();
+        let result = self
+            .pump(
+                &mut source,
+                until_caught_up,
+                shutdown,
+                &jobs_cancel,
+                &mut joins,
+            )
+            .await;
         if result.is_err() || shutdown.is_cancelled() {
             jobs_cancel.cancel();
         }
@@ -311,27 +291,26 @@ impl MediaWorker {
                 first_err.get_or_insert(e);
             }
         }
-        let commit = match consumer {
-            None => self.commit().await,
-            Some(consumer) => self.commit_kafka(consumer, true).await,
-        };
-        match (first_err, commit) {
+        let closed = source.close().await;
+        match (first_err, closed) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
         }
     }
 
+    /// The one loop over the source: read, start the jobs (bounded by `concurrency` and by the
+    /// window of unfinished records), move the position, and stop when asked or caught up.
     async fn pump(
         &self,
+        source: &mut Source,
         until_caught_up: bool,
         shutdown: &CancellationToken,
         jobs_cancel: &CancellationToken,
         joins: &mut JoinSet<Result<(), MediaError>>,
-        start: Option<Position>,
     ) -> Result<(), MediaError> {
         let shared = &self.shared;
-        let permits = Arc::new(Semaphore::new(shared.config.concurrency));
-        let mut reader = Some(TailReader::new(&shared.paths.messages_dir, start));
+        let config = &shared.jobs.config;
+        let permits = Arc::new(Semaphore::new(config.concurrency));
         loop {
             while let Some(r) = joins.try_join_next() {
                 flatten(r)?;
@@ -339,89 +318,55 @@ impl MediaWorker {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            if lock(&shared.tracker).window() >= shared.config.max_window_records
-                && !joins.is_empty()
-            {
+            source.checkpoint().await?;
+            if self.ledger().window() >= config.max_window_records && !joins.is_empty() {
                 tokio::select! {
                     r = joins.join_next() => { if let Some(r) = r { flatten(r)?; } }
                     () = shutdown.cancelled() => return Ok(()),
                 }
                 continue;
             }
-            let mut r = reader.take().expect("reader present");
-            let (r, batch) = tokio::task::spawn_blocking(move || {
-                let batch = r.next_batch(READ_BATCH);
-                (r, batch)
-            })
-            .await
-            .map_err(|e| MediaError::Task(e.to_string()))?;
-            reader = Some(r);
-            let batch = batch?;
-
-            if batch.is_empty() {
-                if until_caught_up {
-                    while let Some(r) = joins.join_next().await {
-                        flatten(r)?;
+            let reads = match source.poll(&shared.jobs.stats, shutdown).await? {
+                Polled::Records(reads) => reads,
+                Polled::Idle => {
+                    if until_caught_up {
+                        while let Some(r) = joins.join_next().await {
+                            flatten(r)?;
+                        }
+                        source.checkpoint().await?;
+                        if source.caught_up().await? {
+                            return Ok(());
+                        }
                     }
-                    return Ok(());
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(shared.config.poll_interval) => {}
-                    () = shutdown.cancelled() => return Ok(()),
-                    Some(r) = joins.join_next(), if !joins.is_empty() => flatten(r)?,
-                }
-                continue;
-            }
-
-            for line in batch {
-                let record = match parse_record(&line.bytes) {
-                    Some(r) => r,
-                    None => {
-                        shared.stats.add_record(false);
-                        tracing::warn!(
-                            segment = %line.end.segment,
-                            offset = line.end.offset,
-                            "media worker skips a line that is not a message record"
-                        );
-                        lock(&shared.tracker).push(line.end, 0, None, 0);
-                        continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(source.idle_pause()) => {}
+                        () = shutdown.cancelled() => return Ok(()),
+                        Some(r) = joins.join_next(), if !joins.is_empty() => flatten(r)?,
                     }
-                };
-                shared.stats.add_record(true);
-                let ordinal = lock(&shared.tracker).push(
-                    line.end,
-                    record.seq,
-                    record.msgtime_ms,
-                    record.media.len(),
-                );
+                    continue;
+                }
+            };
+            for read in reads {
                 if !self
-                    .spawn_jobs(
-                        record,
-                        Ack::Tail(ordinal),
-                        &permits,
-                        shutdown,
-                        jobs_cancel,
-                        joins,
-                    )
+                    .spawn_jobs(read, &permits, shutdown, jobs_cancel, joins)
                     .await
                 {
                     return Ok(());
                 }
             }
-            self.commit().await?;
         }
     }
 
-    /// Spawns one job per media reference of `record`. False when `shutdown` came first.
+    /// Spawns one job per media reference of the record. False when `shutdown` came first.
     async fn spawn_jobs(
         &self,
-        record: RecordView,
-        ack: Ack,
+        read: Read,
         permits: &Arc<Semaphore>,
         shutdown: &CancellationToken,
         jobs_cancel: &CancellationToken,
         joins: &mut JoinSet<Result<(), MediaError>>,
     ) -> bool {
+        let Read { record, ack } = read;
         let ctx = Arc::new(RecordCtx {
             corp_id: record.corp_id,
             stream: record.stream,
@@ -431,413 +376,131 @@ impl MediaWorker {
         });
         for media in record.media {
             let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return false,
+                },
                 () = shutdown.cancelled() => return false,
             };
-            let worker = self.clone();
+            let shared = self.shared.clone();
             let ctx = ctx.clone();
             let cancel = jobs_cancel.clone();
-            joins.spawn(async move { worker.job(ack, ctx, media, cancel, permit).await });
+            joins.spawn(async move {
+                let _permit = permit;
+                shared.jobs.run(ack, &ctx, media, &cancel).await
+            });
         }
         true
     }
 
-    /// The Kafka counterpart of `pump`: records come from the consumer group, finished prefixes
-    /// are committed per partition every poll interval.
-    async fn pump_kafka(
-        &self,
-        consumer: &Arc<RecordConsumer>,
-        until_caught_up: bool,
-        shutdown: &CancellationToken,
-        jobs_cancel: &CancellationToken,
-        joins: &mut JoinSet<Result<(), MediaError>>,
-    ) -> Result<(), MediaError> {
-        use rdkafka::Message;
-        let shared = &self.shared;
-        let permits = Arc::new(Semaphore::new(shared.config.concurrency));
-        let mut tick = tokio::time::interval(shared.config.poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let started = tokio::time::Instant::now();
+    /// Rewrites the status file every few seconds and logs a summary every minute in which
+    /// something happened, until `stop`.
+    async fn report(self, stop: CancellationToken) {
+        let start = tokio::time::Instant::now();
+        let mut status = tokio::time::interval(STATUS_INTERVAL);
+        let mut summary = tokio::time::interval_at(start + SUMMARY_INTERVAL, SUMMARY_INTERVAL);
+        let mut last = self.stats();
+        let mut status_failing = false;
         loop {
-            while let Some(r) = joins.try_join_next() {
-                flatten(r)?;
-            }
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
-            if shared.kafka_acks.window() >= shared.config.max_window_records && !joins.is_empty() {
-                tokio::select! {
-                    r = joins.join_next() => { if let Some(r) = r { flatten(r)?; } }
-                    () = shutdown.cancelled() => return Ok(()),
-                }
-                continue;
-            }
             tokio::select! {
-                m = consumer.recv() => {
-                    let m = match m {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "media worker: kafka consume error");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    };
-                    let (partition, offset) = (m.partition(), m.offset());
-                    if !shared.kafka_acks.owns(partition) {
-                        // fetched before the partition was revoked: its new owner reads it
-                        continue;
+                _ = status.tick() => match self.write_status(MediaRunState::Running).await {
+                    Ok(()) => status_failing = false,
+                    Err(e) if !std::mem::replace(&mut status_failing, true) => {
+                        tracing::warn!(error = %error_chain(&e), "media worker: writing the status file failed");
                     }
-                    let record = m.payload().and_then(parse_record);
-                    drop(m);
-                    let Some(record) = record else {
-                        shared.stats.add_record(false);
-                        tracing::warn!(partition, offset, "media worker skips a message that is not a message record");
-                        shared.kafka_acks.push(partition, offset, 0, None, 0);
-                        continue;
-                    };
-                    shared.stats.add_record(true);
-                    let ack = shared.kafka_acks.push(
-                        partition,
-                        offset,
-                        record.seq,
-                        record.msgtime_ms,
-                        record.media.len(),
-                    );
-                    if !self
-                        .spawn_jobs(record, Ack::Kafka(ack), &permits, shutdown, jobs_cancel, joins)
-                        .await
-                    {
-                        return Ok(());
+                    Err(_) => {}
+                },
+                _ = summary.tick() => {
+                    let now = self.stats();
+                    if progressed(&last, &now) {
+                        self.log_summary("media worker progress", &last);
                     }
+                    last = now;
                 }
-                _ = tick.tick() => {
-                    self.commit_kafka(consumer.clone(), false).await?;
-                    if until_caught_up && joins.is_empty() && shared.kafka_acks.window() == 0 {
-                        let c = consumer.clone();
-                        let topic = self.records_topic();
-                        let waited = started.elapsed() > Duration::from_secs(15);
-                        let done = tokio::task::spawn_blocking(move || {
-                            crate::kafka::caught_up(&c, &topic, waited)
-                        })
-                        .await
-                        .map_err(|e| MediaError::Task(e.to_string()))??;
-                        if done {
-                            return Ok(());
-                        }
-                    }
-                }
-                () = shutdown.cancelled() => return Ok(()),
-                Some(r) = joins.join_next(), if !joins.is_empty() => flatten(r)?,
+                () = stop.cancelled() => return,
             }
         }
     }
 
-    fn records_topic(&self) -> String {
-        self.shared
-            .records
-            .as_ref()
-            .map(|r| r.config.topics.messages.clone())
-            .unwrap_or_default()
+    /// Logs the counters that moved since `since` and the backlog, at INFO.
+    fn log_summary(&self, message: &str, since: &MediaStatsSnapshot) {
+        let now = self.stats();
+        tracing::info!(
+            corp_id = %self.shared.corp_id,
+            stream = %self.shared.layout.stream(),
+            stored = now.objects_stored_total - since.objects_stored_total,
+            already_stored = now.objects_skipped_total - since.objects_skipped_total,
+            failed = now.objects_failed_total - since.objects_failed_total,
+            bytes_stored = now.bytes_stored_total - since.bytes_stored_total,
+            records = now.records_read_total - since.records_read_total,
+            retries = now.retries_total - since.retries_total,
+            resumes = now.resumes_total - since.resumes_total,
+            pending_jobs = self.pending_jobs(),
+            oldest_pending_secs = self.oldest_pending_age().map(|d| d.as_secs()),
+            "{message}"
+        );
     }
 
-    /// Commits the finished prefix of every partition (`fin`: synchronously, everything).
-    async fn commit_kafka(
-        &self,
-        consumer: Arc<RecordConsumer>,
-        fin: bool,
-    ) -> Result<(), MediaError> {
-        let acks = self.shared.kafka_acks.clone();
-        let topic = self.records_topic();
-        let mode = if fin {
-            rdkafka::consumer::CommitMode::Sync
-        } else {
-            rdkafka::consumer::CommitMode::Async
-        };
-        tokio::task::spawn_blocking(move || {
-            crate::kafka::commit(&consumer, &acks, &topic, mode, fin)
-        })
-        .await
-        .map_err(|e| MediaError::Task(e.to_string()))?
-    }
-
-    async fn job(
-        &self,
-        ack: Ack,
-        ctx: Arc<RecordCtx>,
-        media: MediaRef,
-        cancel: CancellationToken,
-        _permit: OwnedSemaphorePermit,
-    ) -> Result<(), MediaError> {
+    /// Gathers the status and writes it (on a blocking thread: it also lists the segments).
+    async fn write_status(&self, state: MediaRunState) -> Result<(), MediaError> {
         let shared = &self.shared;
-        shared.stats.job_started();
-        struct Ended<'a>(&'a MediaStats);
-        impl Drop for Ended<'_> {
-            fn drop(&mut self) {
-                self.0.job_ended();
-            }
-        }
-        let _ended = Ended(&shared.stats);
-
-        let key = media
-            .object_key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| media_object_key(&ctx.corp_id, &media));
-        let expected_md5 = media
-            .md5sum
-            .as_deref()
-            .filter(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(str::to_ascii_lowercase);
-        let mut event = MediaEvent {
-            schema: MEDIA_EVENT_SCHEMA_ID.to_owned(),
-            corp_id: ctx.corp_id.clone(),
-            stream: ctx.stream.clone(),
-            seq: ctx.seq,
-            msgid: ctx.msgid.clone(),
-            kind: media.kind.clone(),
-            sdkfileid: media.sdkfileid.clone(),
-            object_key: key.clone(),
-            status: MediaEventStatus::Failed,
-            location: None,
-            size: None,
-            md5: None,
-            expected_md5: expected_md5.clone(),
-            expected_size: media.size,
-            already_stored: false,
-            attempts: 0,
-            reason: None,
-            errcode: None,
-            at_unix_ms: 0,
-        };
-
-        let path = if media.sdkfileid.is_empty() {
-            Err("the media reference has no sdkfileid".to_owned())
-        } else {
-            shared.store.path(&key)
-        };
-        let outcome = match path {
-            Err(reason) => Outcome::Failed {
-                reason,
-                errcode: None,
-                size: None,
-                md5: None,
-                attempts: 0,
+        let ledger = self.ledger();
+        let mut status = MediaStatus {
+            version: MEDIA_STATUS_VERSION,
+            corp_id: shared.corp_id.clone(),
+            stream: shared.layout.stream().to_owned(),
+            source: match shared.records {
+                None => MediaSourceKind::Files,
+                Some(_) => MediaSourceKind::Kafka,
             },
-            Ok(path) => {
-                event.location = Some(shared.store.location(&path));
-                let job = MediaJob {
-                    sdkfileid: media.sdkfileid.clone(),
-                    path,
-                    expected_md5,
-                    expected_size: media.size,
-                };
-                let key_lock = self.key_lock(&key);
-                let outcome = {
-                    let _guard = key_lock.lock().await;
-                    Transfer {
-                        client: &shared.client,
-                        store: &shared.store,
-                        config: &shared.config,
-                        stats: &shared.stats,
-                        cancel: &cancel,
-                    }
-                    .run(&job)
-                    .await
-                };
-                self.release_key_lock(&key, key_lock);
-                outcome
-            }
+            state,
+            committed_seq: None,
+            records_pending: ledger.window() as u64,
+            media_pending: ledger.pending_jobs() as u64,
+            unread_bytes: None,
+            oldest_pending_age_secs: self.oldest_pending_age().map(|d| d.as_secs()),
+            stats: self.stats(),
+            last_error: lock(&shared.jobs.last_error).clone(),
+            started_at: lock(&shared.started_at).clone(),
+            updated_at: rfc3339_now(),
         };
-
-        match outcome {
-            Outcome::Cancelled => return Ok(()),
-            Outcome::Fatal(e) => return Err(e),
-            Outcome::Stored {
-                size,
-                md5,
-                already,
-                attempts,
-            } => {
-                if already {
-                    shared.stats.add_skipped();
-                }
-                event.status = MediaEventStatus::Stored;
-                event.size = Some(size);
-                event.md5 = md5;
-                event.already_stored = already;
-                event.attempts = attempts;
+        let backlog = shared.records.is_none().then(|| FileBacklog {
+            messages_dir: shared.layout.messages_dir(),
+            read_at: shared.read_at.clone(),
+        });
+        let position = shared.position.clone();
+        let path = shared.layout.media_status_path();
+        tokio::task::spawn_blocking(move || {
+            if let Some(backlog) = backlog {
+                status.committed_seq = position.committed_seq()?;
+                status.unread_bytes = Some(backlog.unread_bytes()?);
             }
-            Outcome::Failed {
-                reason,
-                errcode,
-                size,
-                md5,
-                attempts,
-            } => {
-                shared.stats.add_failed();
-                tracing::warn!(
-                    corp_id = %ctx.corp_id,
-                    seq = ctx.seq,
-                    kind = %media.kind,
-                    errcode,
-                    %reason,
-                    "media object failed"
-                );
-                event.location = None;
-                event.reason = Some(reason);
-                event.errcode = errcode;
-                event.size = size;
-                event.md5 = md5;
-                event.attempts = attempts;
-            }
-        }
-        event.at_unix_ms = now_unix_ms();
-
-        let events = shared.events.clone();
-        let event = tokio::task::spawn_blocking(move || {
-            lock(&events).append(&event)?;
-            Ok::<_, MediaError>(event)
+            write_status(&path, &status)
         })
         .await
-        .map_err(|e| MediaError::Task(e.to_string()))??;
-        if let Some(sink) = &shared.event_sink {
-            crate::kafka::publish_event(sink, &event, ctx.conversation_id.as_deref()).await?;
-        }
-        match ack {
-            Ack::Tail(ordinal) => {
-                lock(&shared.tracker).done(ordinal);
-                self.commit().await
-            }
-            Ack::Kafka(ack) => {
-                shared.kafka_acks.done(ack);
-                Ok(())
-            }
-        }
-    }
-
-    fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.shared.key_locks)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    fn release_key_lock(&self, key: &str, held: Arc<tokio::sync::Mutex<()>>) {
-        let mut map = lock(&self.shared.key_locks);
-        // The map's reference and ours: nobody else waits for this key.
-        if Arc::strong_count(&held) == 2 {
-            map.remove(key);
-        }
-    }
-
-    /// Writes the committable position if it moved. Commits are serialized and never go back.
-    async fn commit(&self) -> Result<(), MediaError> {
-        let shared = &self.shared;
-        let mut last = shared.committed.lock().await;
-        let Some(next) = lock(&shared.tracker).committable().cloned() else {
-            return Ok(());
-        };
-        if last.as_ref() == Some(&next) {
-            return Ok(());
-        }
-        let worker = self.clone();
-        let to_write = next.clone();
-        tokio::task::spawn_blocking(move || worker.write_position(&to_write))
-            .await
-            .map_err(|e| MediaError::Task(e.to_string()))??;
-        *last = Some(next);
-        Ok(())
-    }
-
-    fn position_path(&self) -> PathBuf {
-        self.shared.paths.cursor_dir.join(POSITION_FILE)
-    }
-
-    fn write_position(&self, c: &Committable) -> Result<(), MediaError> {
-        use std::io::Write;
-        let path = self.position_path();
-        let tmp = self
-            .shared
-            .paths
-            .cursor_dir
-            .join(format!(".{POSITION_FILE}.tmp"));
-        let file = PositionFile {
-            version: POSITION_VERSION,
-            segment: c.position.segment.clone(),
-            offset: c.position.offset,
-            max_seq: c.max_seq,
-            updated_at_unix_ms: now_unix_ms(),
-        };
-        let mut bytes = serde_json::to_vec(&file).expect("position serializes");
-        bytes.push(b'\n');
-        let mut f = std::fs::File::create(&tmp).map_err(MediaError::io(&tmp))?;
-        f.write_all(&bytes).map_err(MediaError::io(&tmp))?;
-        if self.shared.config.fsync {
-            f.sync_all().map_err(MediaError::io(&tmp))?;
-        }
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(MediaError::io(&path))?;
-        if self.shared.config.fsync {
-            std::fs::File::open(&self.shared.paths.cursor_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(MediaError::io(&self.shared.paths.cursor_dir))?;
-        }
-        // The seq cursor is informational (status, metrics); resuming uses the position.
-        self.shared.cursors.commit(MEDIA_CURSOR_STREAM, c.max_seq)?;
-        Ok(())
-    }
-
-    fn load_position(&self) -> Result<Option<Position>, MediaError> {
-        let path = self.position_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(MediaError::Io { path, source: e }),
-        };
-        let file: PositionFile = serde_json::from_slice(&bytes).map_err(|e| MediaError::State {
-            path: path.clone(),
-            reason: format!("not a media position file: {e}"),
-        })?;
-        if file.version != POSITION_VERSION {
-            return Err(MediaError::State {
-                path,
-                reason: format!("media position version {} is not supported", file.version),
-            });
-        }
-        Ok(Some(Position {
-            segment: file.segment,
-            offset: file.offset,
-        }))
+        .map_err(MediaError::task)?
     }
 }
 
-struct RecordCtx {
-    corp_id: String,
-    stream: String,
-    seq: u64,
-    msgid: String,
-    conversation_id: Option<String>,
+/// Whether anything happened between two snapshots (in-flight jobs aside).
+fn progressed(a: &MediaStatsSnapshot, b: &MediaStatsSnapshot) -> bool {
+    let mut a = *a;
+    a.jobs_in_flight = b.jobs_in_flight;
+    a != *b
 }
 
-fn parse_record(line: &[u8]) -> Option<RecordView> {
-    let r: RecordView = serde_json::from_slice(line).ok()?;
-    match r.schema.as_deref() {
-        None | Some(wecom_model::MESSAGE_SCHEMA_ID) => Some(r),
-        Some(_) => None,
+/// `e` and its sources, outermost first (what the status file shows of an error).
+fn error_chain(e: &MediaError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
     }
+    out
 }
 
 fn flatten(r: Result<Result<(), MediaError>, tokio::task::JoinError>) -> Result<(), MediaError> {
-    r.map_err(|e| MediaError::Task(e.to_string()))?
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    r.map_err(MediaError::task)?
 }

@@ -11,7 +11,7 @@ pub mod message;
 pub mod record;
 mod secret;
 
-pub use error::ModelError;
+pub use error::{error_chain, ModelError};
 pub use message::{parse_message, Content, Message};
 pub use record::{
     media_object_key, normalize, record_json_schema, DeadLetter, DeadLetterReason, MediaRef,

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wecom_api::{RetryPolicy, Secret};
+use wecom_api::{FetchConfig, RetryPolicy, Secret};
 use wecom_crypto::RsaBackendKind;
+use wecom_sdk::SdkConfig;
+#[cfg(feature = "sim")]
 use wecom_sim::SimConfig;
 
 use crate::error::PipelineError;
@@ -33,9 +35,9 @@ pub struct Config {
     #[serde(default)]
     pub pipeline: StageConfig,
     pub sink: SinkConfig,
-    /// The raw archive of encrypted pages (archive.rs).
+    /// The raw archive of encrypted pages (`wecom-ledger`).
     #[serde(default)]
-    pub archive: crate::archive::ArchiveConfig,
+    pub archive: wecom_ledger::ArchiveConfig,
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
@@ -79,7 +81,9 @@ impl std::fmt::Debug for CorpConfig {
 pub enum SourceConfig {
     /// The project's HTTP archive contract (a simulator or an SDK gateway) at `base_url`.
     Http { base_url: String },
-    /// An embedded simulator started in-process on loopback (demo and tests).
+    /// An embedded simulator started in-process on loopback (demo and tests; builds with the `sim`
+    /// feature only).
+    #[cfg(feature = "sim")]
     Sim {
         #[serde(default)]
         sim: Box<SimConfig>,
@@ -87,57 +91,6 @@ pub enum SourceConfig {
     /// Tencent's Finance SDK (`GetChatData`) in supervised worker processes; needs the `[sdk]` section.
     /// It has the corp stream only (no per-room paging).
     Sdk {},
-}
-
-/// The official Finance SDK, run in worker processes (never in the pipeline's own): used by
-/// `source.kind = "sdk"`, `cipher.kind = "sdk"` and `wecom-archive gateway`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SdkConfig {
-    /// Path of `libWeWorkFinanceSdk_C.so`.
-    pub library: PathBuf,
-    /// Worker processes; 0 means one per core (DecryptData is CPU-bound).
-    #[serde(default)]
-    pub workers: usize,
-    /// A request slower than this kills its (hung) worker.
-    #[serde(default = "default_sdk_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// The timeout passed to the SDK's network calls, in seconds.
-    #[serde(default = "default_sdk_timeout_secs")]
-    pub sdk_timeout_secs: u32,
-    /// Optional HTTP proxy for the SDK's traffic (`host:port`); its password comes from `WECOM_SDK_PROXY_PASSWORD`.
-    #[serde(default)]
-    pub proxy: Option<String>,
-}
-
-fn default_sdk_request_timeout_ms() -> u64 {
-    60_000
-}
-
-fn default_sdk_timeout_secs() -> u32 {
-    30
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FetchConfig {
-    /// Items per `get_chat_data` page, 1..=1000.
-    pub limit: u32,
-    /// How long to wait before asking again once caught up (live tail).
-    pub poll_interval_ms: u64,
-    pub request_timeout_ms: u64,
-    pub retry: RetryPolicy,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        Self {
-            limit: 1000,
-            poll_interval_ms: 2000,
-            request_timeout_ms: 30_000,
-            retry: RetryPolicy::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,7 +203,7 @@ pub struct Validated {
     pub sdk: Option<SdkConfig>,
     pub media: Option<wecom_media::MediaConfig>,
     pub ops: crate::ops::OpsConfig,
-    pub archive: crate::archive::ArchiveConfig,
+    pub archive: wecom_ledger::ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
 }
 
@@ -286,6 +239,8 @@ impl Config {
         let secret = match (&env.corp_secret, &self.corp.corp_secret, &self.source) {
             (Some(s), _, _) => s.clone(),
             (None, Some(s), _) => s.clone(),
+            #[cfg(feature = "sim")]
+            #[cfg(feature = "sim")]
             (None, None, SourceConfig::Sim { sim }) => sim.corp_secret.clone(),
             (None, None, SourceConfig::Http { .. } | SourceConfig::Sdk {}) => {
                 return Err(bad(format!(
@@ -293,16 +248,7 @@ impl Config {
                 )))
             }
         };
-        if !(1..=1000).contains(&self.fetch.limit) {
-            return Err(bad(format!(
-                "fetch.limit must be 1..=1000, got {}",
-                self.fetch.limit
-            )));
-        }
-        self.fetch
-            .retry
-            .validate()
-            .map_err(|e| bad(format!("fetch.retry: {e}")))?;
+        self.fetch.validate().map_err(|e| bad(e.to_string()))?;
         let key_files = match &env.key_files {
             Some(spec) => {
                 parse_key_files(spec).map_err(|r| bad(format!("{ENV_KEY_FILES}: {r}")))?
@@ -353,6 +299,15 @@ impl Config {
         self.rooms
             .validate()
             .map_err(|r| bad(format!("[rooms]: {r}")))?;
+        if let Some(media) = &self.media {
+            media.validate().map_err(|e| bad(e.to_string()))?;
+        }
+        if let Some(sdk) = &self.sdk {
+            sdk.validate().map_err(|e| bad(e.to_string()))?;
+        }
+        self.archive
+            .validate()
+            .map_err(|e| bad(wecom_model::error_chain(&e)))?;
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -363,8 +318,8 @@ impl Config {
             corp_secret: Secret::new(secret),
             source: self.source,
             limit: self.fetch.limit,
-            poll_interval: Duration::from_millis(self.fetch.poll_interval_ms),
-            request_timeout: Duration::from_millis(self.fetch.request_timeout_ms),
+            poll_interval: self.fetch.poll_interval(),
+            request_timeout: self.fetch.request_timeout(),
             retry: self.fetch.retry,
             key_backend: self.keys.backend,
             key_files,

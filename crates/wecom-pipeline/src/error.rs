@@ -38,8 +38,12 @@ pub enum PipelineError {
     )]
     Locked { dir: PathBuf },
     /// The raw archive (object storage) failed.
-    #[error("corp {corp_id}: raw archive: {reason}")]
-    Archive { corp_id: String, reason: String },
+    #[error("corp {corp_id}: raw archive")]
+    Archive {
+        corp_id: String,
+        #[source]
+        source: Box<wecom_ledger::LedgerError>,
+    },
     #[error("corp {corp_id} stream {stream}: kafka sink: {source}")]
     Kafka {
         corp_id: String,
@@ -62,6 +66,14 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// A raw archive failure of `corp_id`.
+    pub fn archive(corp_id: &str, source: wecom_ledger::LedgerError) -> Self {
+        PipelineError::Archive {
+            corp_id: corp_id.to_string(),
+            source: Box::new(source),
+        }
+    }
+
     /// A failure of the pipeline's own machinery (a task that panicked or was cancelled) in a stream.
     pub fn internal(corp_id: &str, stream: &str, e: impl std::fmt::Display) -> Self {
         PipelineError::Internal {

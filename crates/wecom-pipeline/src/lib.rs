@@ -1,23 +1,37 @@
 //! The ingestion pipeline: walks an archive stream by seq, decrypts on a bounded blocking pool, normalizes,
-//! writes to the local sink, and commits the cursor only past what the sink has fsynced.
+//! writes to every configured output, and commits the cursor only past what every output acknowledged.
 //!
-//! Entry points: [`run::run`] (the live pipeline), [`redrive::redrive`] (re-process dead letters),
-//! [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the invariants.
+//! An item's path, one hop per module: [`fetch`] (pages by seq, de-duplicated) → [`decrypt`] (chunks on
+//! blocking threads, in order) → [`process`] (RSA unwrap, message cipher, normalize) → [`sink`] (one page
+//! at a time) → [`outputs`] (local files and/or Kafka, acknowledged) → the cursor commit.
+//!
+//! Entry points: [`run::run`] (the live pipeline), [`replay::replay`], [`redrive::redrive`] (re-process dead
+//! letters), [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the
+//! invariants.
 
-pub mod archive;
 pub mod config;
+mod decrypt;
 pub mod error;
+mod fetch;
 mod lock;
 pub mod media;
 pub mod ops;
 pub mod outputs;
 pub mod process;
+mod progress;
 pub mod redrive;
 pub mod replay;
 pub mod rooms;
 pub mod run;
+mod scope;
 pub mod sdk;
+mod sink;
+pub mod source;
+pub mod stream;
 
 pub use config::{Config, Validated};
 pub use error::PipelineError;
-pub use run::{run, RunOptions, RunSummary, Source, StreamSel};
+pub use run::run;
+pub use scope::{RetentionCheck, RETENTION_GAP_SEQS};
+pub use source::Source;
+pub use stream::{RunOptions, RunSummary, StreamSel};

@@ -3,7 +3,8 @@
 //! never blocks its restart, while two live writers can never interleave lines in the same segment.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
+
+use wecom_store::StreamLayout;
 
 use crate::error::PipelineError;
 
@@ -13,14 +14,15 @@ pub struct StreamLock {
 }
 
 impl StreamLock {
-    pub fn acquire(dir: &Path) -> Result<Self, PipelineError> {
+    pub fn acquire(layout: &StreamLayout) -> Result<Self, PipelineError> {
+        let dir = layout.dir();
         std::fs::create_dir_all(dir).map_err(|source| {
             PipelineError::Local(wecom_store::StoreError::Io {
                 path: dir.to_path_buf(),
                 source,
             })
         })?;
-        let path = dir.join(".lock");
+        let path = layout.lock_path();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use wecom_media::{MediaPaths, MediaStatsSnapshot, MediaWorker};
+use wecom_media::{MediaStatsSnapshot, MediaWorker};
 
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
-use crate::run::{stream_dir, Source, StreamSel};
+use crate::source::Source;
+use crate::stream::StreamSel;
 
 pub struct MediaTask {
     worker: Arc<MediaWorker>,
@@ -61,14 +62,10 @@ pub async fn start(
     let store = mcfg
         .build_store(&cfg.data_dir)
         .map_err(|e| media_err(&cfg.corp_id, e))?;
-    let dir = stream_dir(&cfg.data_dir, &cfg.corp_id, stream);
-    let mut worker = MediaWorker::new(
-        worker_cfg,
-        store,
-        source.client.clone(),
-        MediaPaths::under(&dir),
-    )
-    .map_err(|e| media_err(&cfg.corp_id, e))?;
+    let layout = stream.layout(&cfg.data_dir, &cfg.corp_id)?;
+    let dir = layout.dir().to_path_buf();
+    let mut worker = MediaWorker::new(worker_cfg, store, source.client.clone(), layout)
+        .map_err(|e| media_err(&cfg.corp_id, e))?;
     if let Some(kcfg) = kafka {
         // also creates the topics when allowed, so the messages topic exists before we subscribe
         let sink = wecom_kafka::KafkaSink::connect(kcfg)
@@ -76,7 +73,10 @@ pub async fn start(
             .map_err(|e| media_err(&cfg.corp_id, e))?;
         worker = worker.with_kafka_events(sink);
         if cfg.sink_kind == SinkKind::Kafka {
-            worker = worker.with_kafka_records(kcfg.clone(), mcfg.kafka_group_id.clone());
+            worker = worker.with_kafka_records(
+                kcfg.clone(),
+                mcfg.consumer_group(&cfg.corp_id, &stream.name()),
+            );
         }
     }
     let worker = Arc::new(worker);

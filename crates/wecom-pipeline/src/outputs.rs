@@ -7,12 +7,11 @@
 //! there), and also published when Kafka is configured.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tracing::info;
 use wecom_kafka::{KafkaSink, PublishLine};
-use wecom_store::{CursorStore, LocalSink, SinkOptions};
+use wecom_store::{CursorStore, LocalSink, SinkOptions, StreamLayout};
 
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
@@ -30,7 +29,9 @@ pub struct PageOutcome {
 
 struct KafkaOut {
     sink: KafkaSink,
-    present: BTreeSet<u64>,
+    /// What the topics already hold past the cursor: records and dead letters apart, so a seq that was
+    /// dead-lettered before a crash and decrypts now (the key was added) is still published as a record.
+    present: wecom_kafka::Recovered,
 }
 
 pub struct Outputs {
@@ -43,27 +44,25 @@ pub struct Outputs {
     kafka: Option<KafkaOut>,
     cursors: Arc<CursorStore>,
     _lock: StreamLock,
-    pub dir: PathBuf,
 }
 
 impl Outputs {
     /// Takes the stream's lock, loads its cursor and recovers every output. Returns the committed seq.
     pub async fn open(
         cfg: &Validated,
-        stream: &str,
-        dir: PathBuf,
+        layout: &StreamLayout,
     ) -> Result<(Self, u64), PipelineError> {
         let corp_id = cfg.corp_id.clone();
-        let name = stream.to_string();
+        let stream = layout.stream().to_string();
         let seg = cfg.segment_max_bytes;
-        let d = dir.clone();
+        let l = layout.clone();
         let (lock, cursors, start, local, local_present) =
             tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-                let lock = StreamLock::acquire(&d)?;
-                let cursors = CursorStore::open(&d)?;
-                let start = cursors.load(&name)?.map_or(0, |c| c.seq);
+                let lock = StreamLock::acquire(&l)?;
+                let cursors = CursorStore::open(l.dir())?;
+                let start = cursors.load(l.stream())?.map_or(0, |c| c.seq);
                 let mut sink = LocalSink::open(
-                    &d,
+                    l.dir(),
                     SinkOptions {
                         segment_max_bytes: seg,
                         ..SinkOptions::default()
@@ -73,35 +72,34 @@ impl Outputs {
                 Ok((lock, cursors, start, sink, report.present))
             })
             .await
-            .map_err(|e| PipelineError::internal(&corp_id, stream, e))?
-            .map_err(|e| e.in_stream(&corp_id, stream))?;
+            .map_err(|e| PipelineError::internal(&corp_id, &stream, e))?
+            .map_err(|e| e.in_stream(&corp_id, &stream))?;
 
         let kafka = match (&cfg.sink_kind, &cfg.kafka) {
             (SinkKind::Kafka | SinkKind::Both, Some(kcfg)) => {
                 let sink = KafkaSink::connect(kcfg)
                     .await
-                    .map_err(|e| kafka_err(&corp_id, stream, e))?;
+                    .map_err(|e| kafka_err(&corp_id, &stream, e))?;
                 let present = sink
-                    .recover(&corp_id, stream, start)
+                    .recover(&corp_id, &stream, start)
                     .await
-                    .map_err(|e| kafka_err(&corp_id, stream, e))?;
-                info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_kafka = present.len(), "kafka sink recovered");
+                    .map_err(|e| kafka_err(&corp_id, &stream, e))?;
+                info!(corp = %corp_id, stream = %stream, after_seq = start, records_in_kafka = present.records.len(), dead_letters_in_kafka = present.dead_letters.len(), "kafka sink recovered");
                 Some(KafkaOut { sink, present })
             }
             _ => None,
         };
-        info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_local_sink = local_present.len(), dir = %dir.display(), "resuming");
+        info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_local_sink = local_present.len(), dir = %layout.dir().display(), "resuming");
         Ok((
             Self {
                 corp_id,
-                stream: stream.to_string(),
+                stream,
                 local_records: cfg.sink_kind != SinkKind::Kafka,
                 local: Arc::new(Mutex::new(local)),
                 local_present,
                 kafka,
                 cursors: Arc::new(cursors),
                 _lock: lock,
-                dir,
             },
             start,
         ))
@@ -122,7 +120,8 @@ impl Outputs {
             let dead = p.dead.is_some();
             let in_local = self.local_present.remove(&p.line.seq);
             let in_kafka = match &mut self.kafka {
-                Some(k) => k.present.remove(&p.line.seq),
+                Some(k) if dead => k.present.dead_letters.remove(&p.line.seq),
+                Some(k) => k.present.records.remove(&p.line.seq),
                 None => true,
             };
             let local_wants = dead || self.local_records;
@@ -175,12 +174,51 @@ impl Outputs {
         })
         .await
         .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
-        .map_err(|source| PipelineError::Store {
+        .map_err(|source| self.store_err(source))?;
+        Ok(outcome)
+    }
+
+    /// The seqs of dead letters a redrive already turned into records.
+    pub async fn resolved_seqs(&self) -> Result<BTreeSet<u64>, PipelineError> {
+        let local = self.local.clone();
+        tokio::task::spawn_blocking(move || {
+            local
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .resolved_seqs()
+        })
+        .await
+        .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
+        .map_err(|source| self.store_err(source))
+    }
+
+    /// Redrive: writes records recovered from dead letters (their original seqs, at or below the cursor)
+    /// to the record files, then marks their dead letters resolved, once the records are durable.
+    pub async fn write_redriven(
+        &mut self,
+        lines: Vec<wecom_store::OutputLine>,
+    ) -> Result<(), PipelineError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let local = self.local.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), wecom_store::StoreError> {
+            let mut sink = local.lock().unwrap_or_else(|p| p.into_inner());
+            let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+            sink.write_batch(&lines)?;
+            sink.append_resolved(&seqs)
+        })
+        .await
+        .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
+        .map_err(|source| self.store_err(source))
+    }
+
+    fn store_err(&self, source: wecom_store::StoreError) -> PipelineError {
+        PipelineError::Store {
             corp_id: self.corp_id.clone(),
             stream: self.stream.clone(),
             source,
-        })?;
-        Ok(outcome)
+        }
     }
 
     fn headers(&self, p: &Processed) -> Vec<(String, String)> {

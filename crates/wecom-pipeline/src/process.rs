@@ -5,11 +5,15 @@
 
 use std::sync::Arc;
 
+use tracing::info;
 use wecom_crypto::{CryptoError, Keyring, MessageCipher};
 use wecom_model::api::ChatDataItem;
 use wecom_model::message::parse_message;
 use wecom_model::record::{normalize, DeadLetter, DeadLetterReason, NormalizeContext};
 use wecom_store::{LineKind, OutputLine};
+
+use crate::config::Validated;
+use crate::error::PipelineError;
 
 /// Everything needed to turn items into output lines; cheap to clone into a blocking job.
 #[derive(Clone)]
@@ -45,7 +49,35 @@ struct Decoded {
     msgtime_ms: Option<u64>,
 }
 
+/// Loads every configured private key.
+pub fn load_keyring(cfg: &Validated) -> Result<Keyring, PipelineError> {
+    let mut ring = Keyring::new(cfg.key_backend);
+    for k in &cfg.key_files {
+        ring.load_pem_file(k.version, &k.path)?;
+    }
+    Ok(ring)
+}
+
 impl Processor {
+    /// The processor of `stream`, built the same way for every run, replay and redrive: every configured
+    /// key, the configured cipher (`sdk`: the pool's), and room metadata from `rooms` when given.
+    pub fn new(
+        cfg: &Validated,
+        stream: &str,
+        sdk: Option<&wecom_sdk::SdkPool>,
+        rooms: Option<crate::rooms::RoomLookup>,
+    ) -> Result<Self, PipelineError> {
+        let keyring = Arc::new(load_keyring(cfg)?);
+        info!(corp = %cfg.corp_id, stream = %stream, versions = ?keyring.versions(), "keyring loaded");
+        Ok(Processor {
+            corp_id: cfg.corp_id.clone().into(),
+            stream: stream.into(),
+            keyring,
+            cipher: crate::sdk::cipher(cfg, sdk)?,
+            rooms,
+        })
+    }
+
     pub fn process(&self, item: &ChatDataItem) -> Processed {
         match self.decode(item) {
             Ok(d) => Processed {

@@ -13,136 +13,22 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
-use wecom_store::LineKind;
+use tracing::info;
+use wecom_store::{LineKind, StreamLayout};
 
-use crate::archive::RawArchive;
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
 use crate::process::Processed;
-use crate::run::{run_scoped, Counters, RunOptions, RunSummary, Source, StreamSel};
-
-/// A first served seq this far past the requested one means the source skipped history: the requested seq
-/// is older than its retention window. (Real gaps between seqs are small; the simulator's are at most 5.)
-pub const RETENTION_GAP_SEQS: u64 = 64;
-
-/// Decides which processed items a scoped run writes (the roomid filter, msgid de-duplication).
-pub(crate) type Keep = Arc<dyn Fn(&Processed) -> bool + Send + Sync>;
-
-/// What makes a run a replay (or the live run: [`Scope::live`]).
-#[derive(Clone, Default)]
-pub(crate) struct Scope {
-    /// The stream directory; default: the live one.
-    pub dir: Option<PathBuf>,
-    /// The walk ends once the cursor reaches this seq; items past it are not written.
-    pub stop_after_seq: Option<u64>,
-    /// Raw archive written by the fetcher (live runs).
-    pub archive_writer: Option<RawArchive>,
-    /// Pages come from the raw archive instead of the service.
-    pub from_archive: Option<RawArchive>,
-    /// Items for which this returns false are not written (their seqs are still committed past).
-    pub keep: Option<Keep>,
-    pub retention: Option<Arc<RetentionCheck>>,
-    /// Shared counters (a replay's progress line sums its rooms).
-    pub counters: Option<Arc<Counters>>,
-}
-
-impl Scope {
-    /// The live run's scope: its own directory, no bounds, the raw archive when enabled.
-    pub fn live(cfg: &Validated) -> Result<Self, PipelineError> {
-        let archive_writer = if cfg.archive.enabled {
-            Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
-        } else {
-            None
-        };
-        Ok(Scope {
-            archive_writer,
-            ..Scope::default()
-        })
-    }
-
-    /// Called by the service fetcher with each new page before it goes to the decrypt stage: checks the
-    /// first page against retention, writes the raw archive.
-    pub(crate) async fn page_fetched(
-        &self,
-        corp_id: &str,
-        stream: &str,
-        items: &[wecom_model::api::ChatDataItem],
-    ) -> Result<(), PipelineError> {
-        let Some(first) = items.first() else {
-            return Ok(());
-        };
-        if let Some(r) = &self.retention {
-            r.observe(corp_id, stream, first.seq);
-        }
-        if let Some(a) = &self.archive_writer {
-            a.write_page(stream, items).await?;
-        }
-        Ok(())
-    }
-
-    /// Drops items past the stop seq; true when the stop seq is reached (the walk ends after this page).
-    pub(crate) fn clip(&self, items: &mut Vec<wecom_model::api::ChatDataItem>) -> bool {
-        let Some(stop) = self.stop_after_seq else {
-            return false;
-        };
-        let before = items.len();
-        items.retain(|i| i.seq <= stop);
-        items.len() < before || items.last().is_some_and(|i| i.seq >= stop)
-    }
-}
-
-/// Watches the first page of a replay from the service for the sign of a seq older than retention.
-#[derive(Debug, Default)]
-pub struct RetentionCheck {
-    /// The seq the walk started after.
-    pub after_seq: u64,
-    first_served: AtomicU64,
-    warned: AtomicBool,
-}
-
-impl RetentionCheck {
-    pub(crate) fn observe(&self, corp_id: &str, stream: &str, first_seq: u64) {
-        if self
-            .first_served
-            .compare_exchange(0, first_seq, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return;
-        }
-        if first_seq > self.after_seq.saturating_add(RETENTION_GAP_SEQS) {
-            self.warned.store(true, Ordering::SeqCst);
-            warn!(corp = %corp_id, stream = %stream, requested_from = self.after_seq + 1, first_served = first_seq,
-                "{}", self.message(first_seq));
-        }
-    }
-
-    fn message(&self, first_seq: u64) -> String {
-        format!(
-            "the source served nothing from seq {} to seq {}: that history is older than the source's retention \
-             window (5 days) and the service silently started later; replay it from the raw archive with --from-archive",
-            self.after_seq + 1,
-            first_seq - 1
-        )
-    }
-
-    fn first_served(&self) -> Option<u64> {
-        Some(self.first_served.load(Ordering::SeqCst)).filter(|s| *s > 0)
-    }
-
-    fn warning(&self) -> Option<String> {
-        let first = self.first_served()?;
-        self.warned
-            .load(Ordering::SeqCst)
-            .then(|| self.message(first))
-    }
-}
+use crate::run::run_scoped;
+use crate::scope::{Keep, ProbeList, RetentionCheck, Scope};
+use crate::source::Source;
+use crate::stream::{RunOptions, RunSummary, StreamSel};
+use wecom_ledger::Ledger;
 
 /// What to replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,8 +98,6 @@ pub struct ReplaySummary {
     pub retention_warning: Option<String>,
 }
 
-const REQUEST_FILE: &str = "replay.json";
-
 /// Runs a replay to its end (`to_seq` reached, or caught up), or until `shutdown` is cancelled.
 pub async fn replay(
     cfg: &Validated,
@@ -244,10 +128,10 @@ pub async fn replay(
             "replay name {name:?} must be letters, digits and - _ . +"
         )));
     }
-    let root = req
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join(&cfg.corp_id).join("replays").join(&name));
+    let root = match &req.out_dir {
+        Some(dir) => dir.clone(),
+        None => wecom_store::layout::replay_root(&cfg.data_dir, &cfg.corp_id, &name)?,
+    };
     // A replay writes local files, or its own Kafka topic (its cursor and dead letters stay local either way).
     let mut rcfg = cfg.clone();
     match &req.kafka_topic {
@@ -274,7 +158,10 @@ pub async fn replay(
     check_request(&root, req, &cfg.corp_id)?;
 
     let archive = if req.from_archive {
-        Some(RawArchive::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)?)
+        Some(
+            Ledger::open(&cfg.archive, &cfg.data_dir, &cfg.corp_id)
+                .map_err(|e| PipelineError::archive(&cfg.corp_id, e))?,
+        )
     } else {
         None
     };
@@ -287,11 +174,11 @@ pub async fn replay(
         (false, false, true) => "room-filter-archive",
     }
     .to_string();
-    let counters = Arc::new(Counters::default());
+    let probes: ProbeList = Arc::default();
     let stop = shutdown.child_token();
     let progress = req.progress.then(|| {
-        tokio::spawn(progress_loop(
-            counters.clone(),
+        tokio::spawn(crate::progress::replay_progress(
+            probes.clone(),
             req.to_seq,
             req.from_seq,
             stop.clone(),
@@ -325,17 +212,18 @@ pub async fn replay(
         futures::stream::iter(req.rooms.iter().cloned())
             .map(|room| {
                 let stream = StreamSel::Room(room);
-                let dir = root.join(stream.dir_name());
-                let scope = Scope {
-                    dir: Some(dir.clone()),
-                    stop_after_seq: req.to_seq,
-                    keep: Some(dedupe_msgid.clone()),
-                    counters: Some(counters.clone()),
-                    ..Scope::default()
-                };
-                let (rcfg, stop) = (&rcfg, stop.clone());
+                let (root, rcfg, stop) = (&root, &rcfg, stop.clone());
+                let (keep, probes) = (dedupe_msgid.clone(), probes.clone());
                 async move {
-                    start_cursor(&dir, &stream.name(), after).await?;
+                    let layout = StreamLayout::in_replay(root, &stream.name())?;
+                    start_cursor(&layout, after).await?;
+                    let scope = Scope {
+                        dir: Some(layout.dir().to_path_buf()),
+                        stop_after_seq: req.to_seq,
+                        keep: Some(keep),
+                        probes: Some(probes),
+                        ..Scope::default()
+                    };
                     run_scoped(rcfg, source, &opts(stream), &scope, stop).await
                 }
             })
@@ -354,22 +242,19 @@ pub async fn replay(
             }) as Keep
         });
         let stream = StreamSel::Corp;
-        let dir = root.join(stream.dir_name());
+        let layout = StreamLayout::in_replay(&root, &stream.name())?;
         // Resuming, the first page is not the requested seq's, so it says nothing about retention.
-        let fresh = start_cursor(&dir, &stream.name(), after).await?;
+        let fresh = start_cursor(&layout, after).await?;
         if archive.is_none() && fresh {
-            retention = Some(Arc::new(RetentionCheck {
-                after_seq: after,
-                ..RetentionCheck::default()
-            }));
+            retention = Some(Arc::new(RetentionCheck::new(after)));
         }
         let scope = Scope {
-            dir: Some(dir),
+            dir: Some(layout.dir().to_path_buf()),
             stop_after_seq: req.to_seq,
             from_archive: archive.clone(),
             keep,
             retention: retention.clone(),
-            counters: Some(counters.clone()),
+            probes: Some(probes.clone()),
             ..Scope::default()
         };
         vec![run_scoped(&rcfg, source, &opts(stream), &scope, stop.clone()).await]
@@ -412,28 +297,18 @@ fn roomid_of(json: &[u8]) -> Option<String> {
 }
 
 /// Commits the replay's start (`after`) as its cursor unless it has one; true when it was fresh.
-async fn start_cursor(dir: &Path, stream: &str, after: u64) -> Result<bool, PipelineError> {
-    let (dir, stream) = (dir.to_path_buf(), stream.to_string());
+async fn start_cursor(layout: &StreamLayout, after: u64) -> Result<bool, PipelineError> {
+    let layout = layout.clone();
     tokio::task::spawn_blocking(move || -> Result<bool, PipelineError> {
-        std::fs::create_dir_all(&dir).map_err(|source| {
-            PipelineError::Local(wecom_store::StoreError::Io {
-                path: dir.clone(),
-                source,
-            })
-        })?;
-        let cursors = wecom_store::CursorStore::open(&dir)?;
-        if cursors.load(&stream)?.is_some() {
+        let cursors = wecom_store::CursorStore::open(layout.dir())?;
+        if cursors.load(layout.stream())?.is_some() {
             return Ok(false);
         }
-        cursors.commit(&stream, after)?;
+        cursors.commit(layout.stream(), after)?;
         Ok(true)
     })
     .await
-    .map_err(|e| PipelineError::Internal {
-        corp_id: String::new(),
-        stream: "replay".into(),
-        reason: e.to_string(),
-    })?
+    .map_err(|e| PipelineError::internal("", "replay", e))?
 }
 
 /// Writes the request next to the replay output the first time; a later run with the same name must ask
@@ -446,7 +321,7 @@ fn check_request(root: &Path, req: &ReplayRequest, corp_id: &str) -> Result<(), 
         })
     };
     std::fs::create_dir_all(root).map_err(|e| io(root, e))?;
-    let path = root.join(REQUEST_FILE);
+    let path = wecom_store::layout::replay_request_path(root);
     let mut want = req.clone();
     want.name = None;
     want.out_dir = None;
@@ -469,38 +344,9 @@ fn check_request(root: &Path, req: &ReplayRequest, corp_id: &str) -> Result<(), 
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = root.join(format!("{REQUEST_FILE}.tmp"));
             let json = serde_json::to_vec_pretty(&want).unwrap_or_default();
-            std::fs::write(&tmp, json).map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+            Ok(wecom_store::atomic_write(&path, &json, true)?)
         }
         Err(e) => Err(io(&path, e)),
     }
-}
-
-async fn progress_loop(
-    counters: Arc<Counters>,
-    to_seq: Option<u64>,
-    from_seq: u64,
-    stop: CancellationToken,
-) {
-    crate::run::progress_line(stop, |secs| {
-        let (done, reached) = counters.progress();
-        let eta = match to_seq {
-            Some(to) if reached > from_seq => {
-                let rate = (reached - from_seq) as f64 / secs;
-                format!(
-                    ", ETA {:.0}s",
-                    to.saturating_sub(reached) as f64 / rate.max(1e-9)
-                )
-            }
-            _ => String::new(),
-        };
-        format!(
-            "replay: {done} items ({:.0}/s), seq reached {reached}{}{eta}",
-            done as f64 / secs,
-            to_seq.map_or(String::new(), |t| format!(" of {t}")),
-        )
-    })
-    .await;
 }

@@ -7,47 +7,13 @@
 //! keyring and hands `DecryptData` to the pool from the decrypt stage's blocking threads.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wecom_api::Secret;
 use wecom_crypto::{MessageCipher, SimCipher};
-use wecom_sdk::{GatewayConfig, GatewayHandle, SdkCipher, SdkPool, SdkPoolConfig};
+use wecom_sdk::{GatewayConfig, GatewayHandle, SdkCipher, SdkPool};
 
-use crate::config::{CipherKind, SdkConfig, SourceConfig, Validated};
+use crate::config::{CipherKind, SourceConfig, Validated};
 use crate::error::PipelineError;
-
-/// Environment variable with the password of `sdk.proxy`.
-pub const ENV_SDK_PROXY_PASSWORD: &str = "WECOM_SDK_PROXY_PASSWORD";
-/// The hidden subcommand the pool runs its workers with (`wecom-archive sdk-worker ...`).
-pub const WORKER_SUBCOMMAND: &str = "sdk-worker";
-
-/// The pool settings for `sdk`, with workers run as `<this executable> sdk-worker`.
-pub fn pool_config(
-    sdk: &SdkConfig,
-    corp_id: &str,
-    corp_secret: &Secret,
-) -> Result<SdkPoolConfig, PipelineError> {
-    let exe = std::env::current_exe().map_err(|e| PipelineError::Sdk {
-        corp_id: corp_id.to_string(),
-        reason: format!("cannot locate the current executable to run sdk workers: {e}"),
-    })?;
-    let mut pc = SdkPoolConfig::new(
-        sdk.library.clone(),
-        corp_id.to_string(),
-        corp_secret.clone(),
-    );
-    pc.worker_exe = Some(exe);
-    pc.worker_args = vec![WORKER_SUBCOMMAND.into()];
-    pc.workers = sdk.workers;
-    pc.request_timeout = Duration::from_millis(sdk.request_timeout_ms);
-    pc.sdk_timeout = Duration::from_secs(u64::from(sdk.sdk_timeout_secs));
-    pc.proxy = sdk.proxy.clone();
-    pc.proxy_password = std::env::var(ENV_SDK_PROXY_PASSWORD)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new);
-    Ok(pc)
-}
 
 /// Starts the worker pool when the source or the cipher needs it.
 pub async fn start_pool(cfg: &Validated) -> Result<Option<SdkPool>, PipelineError> {
@@ -55,11 +21,14 @@ pub async fn start_pool(cfg: &Validated) -> Result<Option<SdkPool>, PipelineErro
     let (true, Some(sdk)) = (needed, &cfg.sdk) else {
         return Ok(None);
     };
-    let pc = pool_config(sdk, &cfg.corp_id, &cfg.corp_secret)?;
-    let pool = SdkPool::start(pc).await.map_err(|e| PipelineError::Sdk {
+    let sdk_err = |e: &(dyn std::error::Error + 'static)| PipelineError::Sdk {
         corp_id: cfg.corp_id.clone(),
-        reason: e.to_string(),
-    })?;
+        reason: wecom_model::error_chain(e),
+    };
+    let pc = sdk
+        .pool_config(&cfg.corp_id, &cfg.corp_secret)
+        .map_err(|e| sdk_err(&e))?;
+    let pool = SdkPool::start(pc).await.map_err(|e| sdk_err(&e))?;
     Ok(Some(pool))
 }
 

@@ -11,8 +11,10 @@
 //! - `GetMediaData`: `GET /cgi-bin/media/get` with `Range: bytes=N-M`, 512 KiB per call, `outindexbuf`
 //!   `Range:bytes=N-M` as the real SDK's; errcodes 10005 / 10010 of the server pass through.
 //! - Crash and hang triggers, as the real library has them: `DecryptData("", "")` calls `abort()`
-//!   (SIGABRT, like the real one's uncaught C++ exception); `DecryptData("hang", "hang")` sleeps for an
-//!   hour (the supervisor's timeout test).
+//!   (SIGABRT, like the real one's uncaught C++ exception), and so does a `DecryptData` whose plaintext
+//!   contains [`ABORT_MARKER`] (so that a marked message in the simulator's corpus crashes its worker
+//!   wherever it travels, alone or in a batch); `DecryptData("hang", "hang")` sleeps for an hour (the
+//!   supervisor's timeout test).
 //!
 //! Memory: `Slice_t` / `MediaData_t` and their buffers are allocated here and freed only by
 //! `FreeSlice` / `FreeMediaData`; every buffer has a NUL after its announced length.
@@ -28,6 +30,10 @@ use wecom_crypto::MessageCipher as _;
 
 /// Largest chunk `GetMediaData` returns.
 const CHUNK: u64 = 512 * 1024;
+
+/// A plaintext containing this makes `DecryptData` abort (`wecom_sdk::STANDIN_ABORT_MARKER`, which
+/// the SDK crate's tests check against this behaviour).
+pub const ABORT_MARKER: &[u8] = b"WECOM-STANDIN-ABORT";
 
 #[repr(C)]
 pub struct Slice_t {
@@ -349,6 +355,10 @@ pub unsafe extern "C" fn DecryptData(
     };
     match wecom_crypto::SimCipher.decrypt(key, ciphertext) {
         Ok(plain) => {
+            if plain.windows(ABORT_MARKER.len()).any(|w| w == ABORT_MARKER) {
+                log("DecryptData: the plaintext carries the abort marker; aborting");
+                std::process::abort();
+            }
             unsafe { set_slice(out, &plain) };
             OK
         }

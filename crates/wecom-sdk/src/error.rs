@@ -2,14 +2,19 @@
 
 use std::time::Duration;
 
-/// What the caller should do with an [`SdkError`].
+/// What the caller should do with an [`SdkError`] (table in the crate documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SdkErrorClass {
-    /// Transient (network, SDK system failure, a hung network call): back off and retry.
-    Retriable,
-    /// Permanent for this one item (bad key, undecryptable, bad fileid, crashed the SDK twice):
+    /// Not about the item, and likely to pass (network, SDK system failure, a network call timing
+    /// out, a worker that cannot start for now, the pool shut down or restarting): back off and retry
+    /// without moving the cursor.
+    Transient,
+    /// Permanent for this one item (bad key, undecryptable, bad fileid, a refused argument):
     /// dead-letter it and move on.
     Item,
+    /// The item killed its worker (crash or hang), and did again on a fresh one: dead-letter it as
+    /// such and move on.
+    Crashed,
     /// The item's data aged out of the archive (errcode 10010): dead-letter it with that reason.
     Expired,
     /// Stop: configuration or deployment problem (IP not whitelisted, certificate, bad secret,
@@ -18,11 +23,14 @@ pub enum SdkErrorClass {
 }
 
 impl SdkErrorClass {
-    /// The same decision in `wecom-api`'s vocabulary (`Expired` is an item-level outcome there).
+    /// The same decision in `wecom-api`'s vocabulary (`Crashed` and `Expired` are item-level
+    /// outcomes there).
     pub fn as_api_class(self) -> wecom_api::ErrorClass {
         match self {
-            SdkErrorClass::Retriable => wecom_api::ErrorClass::Retriable,
-            SdkErrorClass::Item | SdkErrorClass::Expired => wecom_api::ErrorClass::Item,
+            SdkErrorClass::Transient => wecom_api::ErrorClass::Retriable,
+            SdkErrorClass::Item | SdkErrorClass::Crashed | SdkErrorClass::Expired => {
+                wecom_api::ErrorClass::Item
+            }
             SdkErrorClass::Fatal => wecom_api::ErrorClass::Fatal,
         }
     }
@@ -58,13 +66,16 @@ pub enum SdkError {
     /// `GetChatData` returned text that is not the expected JSON.
     #[error("sdk GetChatData returned undecodable json: {reason}")]
     Malformed { reason: String },
-    /// The request killed its worker, and the confirming retry on a fresh worker killed that one too.
+    /// The request killed its worker (a crash, or a `DecryptData` hang), and the confirming retry on a
+    /// fresh worker killed that one too. `reason` names the signal or the hang.
     #[error("{reason}")]
     WorkerCrashed { reason: String },
-    /// The request did not finish within the pool's request timeout; the worker was killed.
+    /// A network call (or a ping) did not finish within the pool's request timeout; the worker was
+    /// killed.
     #[error("sdk {op} timed out after {}ms; the hung worker was killed", after.as_millis())]
     Timeout { op: &'static str, after: Duration },
-    /// The library cannot be used (missing file, missing symbols): a deployment problem.
+    /// The library cannot be used (missing file, missing symbols): a deployment problem. The reason
+    /// names the path and says to check `[sdk] library`.
     #[error("{reason}")]
     Library { reason: String },
     /// `Init` returned non-zero.
@@ -111,38 +122,31 @@ impl SdkError {
         use SdkErrorClass::*;
         match self {
             SdkError::Sdk { code, .. } => match code {
-                10001..=10003 => Retriable,
+                10001..=10003 => Transient,
                 10000 | 10005 | 10006 | 10008 => Item,
                 10010 => Expired,
-                // 10009 (ip whitelist), 10011 (certificate) and anything unknown: stop rather than
-                // loop on something a retry cannot change.
+                // 10009 (ip whitelist), 10011 (certificate) and anything unknown: an operator must
+                // act; a retry cannot change them.
                 _ => Fatal,
             },
             SdkError::Api { errcode, .. } => match errcode {
-                -1 | 45009 => Retriable,
+                -1 | 45009 => Transient,
                 _ => Fatal,
             },
-            SdkError::Malformed { .. } => Retriable,
-            SdkError::WorkerCrashed { .. } => Item,
-            // DecryptData is an offline computation: a hang is specific to the item. Network calls
-            // that hang are retried later.
-            SdkError::Timeout { op, .. } => {
-                if *op == "DecryptData" {
-                    Item
-                } else {
-                    Retriable
-                }
-            }
-            SdkError::Library { .. } | SdkError::Init { .. } | SdkError::Config(_) => Fatal,
+            SdkError::Malformed { .. } | SdkError::Timeout { .. } | SdkError::Closed => Transient,
+            SdkError::WorkerCrashed { .. } => Crashed,
             SdkError::Spawn { fatal, .. } => {
                 if *fatal {
                     Fatal
                 } else {
-                    Retriable
+                    Transient
                 }
             }
             SdkError::InvalidArgument(_) => Item,
-            SdkError::Closed | SdkError::Gateway(_) => Fatal,
+            SdkError::Library { .. }
+            | SdkError::Init { .. }
+            | SdkError::Config(_)
+            | SdkError::Gateway(_) => Fatal,
         }
     }
 
@@ -190,9 +194,9 @@ mod tests {
         };
         for (code, class) in [
             (10000, Item),
-            (10001, Retriable),
-            (10002, Retriable),
-            (10003, Retriable),
+            (10001, Transient),
+            (10002, Transient),
+            (10003, Transient),
             (10005, Item),
             (10006, Item),
             (10008, Item),
@@ -210,27 +214,50 @@ mod tests {
             },
             Fatal,
         );
-        check(
-            SdkError::WorkerCrashed {
-                reason: "sdk worker crashed: SIGABRT".into(),
-            },
-            Item,
-        );
-        check(
-            SdkError::Timeout {
-                op: "DecryptData",
-                after: Duration::from_secs(1),
-            },
-            Item,
-        );
-        check(
-            SdkError::Timeout {
-                op: "GetChatData",
-                after: Duration::from_secs(1),
-            },
-            Retriable,
-        );
+        for (err, class) in [
+            (
+                SdkError::WorkerCrashed {
+                    reason: "sdk worker crashed: SIGABRT".into(),
+                },
+                Crashed,
+            ),
+            (
+                SdkError::Timeout {
+                    op: "GetChatData",
+                    after: Duration::from_secs(1),
+                },
+                Transient,
+            ),
+            (SdkError::Closed, Transient),
+            (
+                SdkError::Spawn {
+                    reason: "worker did not load the library within 30s".into(),
+                    fatal: false,
+                },
+                Transient,
+            ),
+            (
+                SdkError::Spawn {
+                    reason: "/x: No such file or directory".into(),
+                    fatal: true,
+                },
+                Fatal,
+            ),
+            (SdkError::InvalidArgument("nul".into()), Item),
+            (
+                SdkError::Api {
+                    errcode: 45009,
+                    errmsg: "freq".into(),
+                },
+                Transient,
+            ),
+            (SdkError::Library { reason: "x".into() }, Fatal),
+        ] {
+            check(err, class);
+        }
         assert_eq!(Expired.as_api_class(), wecom_api::ErrorClass::Item);
+        assert_eq!(Crashed.as_api_class(), wecom_api::ErrorClass::Item);
+        assert_eq!(Transient.as_api_class(), wecom_api::ErrorClass::Retriable);
     }
 
     #[test]

@@ -66,33 +66,52 @@ type NewFn = unsafe extern "C" fn() -> Opaque;
 type PtrFn = unsafe extern "C" fn(Opaque) -> *mut c_char;
 type IntFn = unsafe extern "C" fn(Opaque) -> c_int;
 
-/// Why the library could not be used.
+/// Why the library could not be used. Every message names the path and says what to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadError {
     /// `dlopen` failed (missing file, wrong architecture, unresolved dependency).
-    Open(String),
+    Open { path: String, reason: String },
     /// The library lacks symbols of the header (all missing names are listed).
-    MissingSymbols(Vec<&'static str>),
+    MissingSymbols {
+        path: String,
+        missing: Vec<&'static str>,
+    },
     /// `NewSdk` returned NULL.
-    NewSdkFailed,
+    NewSdkFailed { path: String },
 }
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Open(reason) => write!(f, "cannot load the sdk library: {reason}"),
-            LoadError::MissingSymbols(names) => write!(
+            LoadError::Open { path, reason } => write!(
                 f,
-                "the sdk library lacks symbol(s) of WeWorkFinanceSdk_C.h: {}",
-                names.join(", ")
+                "cannot load the sdk library {path}: {reason}; check [sdk] library"
             ),
-            LoadError::NewSdkFailed => f.write_str("NewSdk returned NULL"),
+            LoadError::MissingSymbols { path, missing } => write!(
+                f,
+                "the sdk library {path} lacks symbol(s) of WeWorkFinanceSdk_C.h: {}; check [sdk] \
+                 library points at libWeWorkFinanceSdk_C.so",
+                missing.join(", ")
+            ),
+            LoadError::NewSdkFailed { path } => {
+                write!(f, "NewSdk of the sdk library {path} returned NULL")
+            }
         }
+    }
+}
+
+/// `dlerror` text usually starts with the path; it is said once, by [`LoadError`]'s message.
+fn dlerror_reason(path: &str, err: &libloading::Error) -> String {
+    let text = err.to_string();
+    match text.strip_prefix(path).and_then(|r| r.strip_prefix(": ")) {
+        Some(rest) => rest.to_owned(),
+        None => text,
     }
 }
 
 /// The loaded library with every symbol resolved.
 pub struct SdkLibrary {
+    path: String,
     // Kept (never dropped) so that the function pointers below stay valid for the process's life.
     _lib: ManuallyDrop<libloading::Library>,
     new_sdk: NewSdkFn,
@@ -143,11 +162,15 @@ impl SdkLibrary {
     /// resolves every symbol of the header.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         use libloading::os::unix::{Library as UnixLibrary, RTLD_LOCAL, RTLD_NOW};
+        let shown = path.display().to_string();
         // SAFETY: loading runs the library's initialisers. That is the reason this code only ever runs
         // in the disposable worker process, never in the pipeline.
         let lib: libloading::Library =
             unsafe { UnixLibrary::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-                .map_err(|e| LoadError::Open(format!("{}: {e}", path.display())))?
+                .map_err(|e| LoadError::Open {
+                    reason: dlerror_reason(&shown, &e),
+                    path: shown.clone(),
+                })?
                 .into();
         let mut missing = Vec::new();
         let m = &mut missing;
@@ -193,6 +216,7 @@ impl SdkLibrary {
         };
         let all = (|| {
             Some(Self {
+                path: shown.clone(),
                 new_sdk: new_sdk?,
                 init: init?,
                 get_chat_data: get_chat_data?,
@@ -213,7 +237,10 @@ impl SdkLibrary {
                 _lib: ManuallyDrop::new(lib),
             })
         })();
-        all.ok_or(LoadError::MissingSymbols(missing))
+        all.ok_or(LoadError::MissingSymbols {
+            path: shown,
+            missing,
+        })
     }
 
     /// `DecryptData` (no SDK handle needed). Returns the return code and the plaintext.
@@ -350,7 +377,9 @@ impl Sdk {
     pub fn new(lib: SdkLibrary) -> Result<Self, LoadError> {
         // SAFETY: NewSdk takes no arguments and returns an owned handle (or NULL).
         let raw = unsafe { (lib.new_sdk)() };
-        let handle = NonNull::new(raw).ok_or(LoadError::NewSdkFailed)?;
+        let handle = NonNull::new(raw).ok_or_else(|| LoadError::NewSdkFailed {
+            path: lib.path.clone(),
+        })?;
         Ok(Self { lib, handle })
     }
 

@@ -1,28 +1,17 @@
-//! The supervisor: a fixed number of worker slots, each owning at most one worker process and running
-//! one request at a time, fed from one bounded queue.
-//!
-//! Crash handling, per slot: a request whose worker dies (signal, exit, broken pipe, malformed frame)
-//! is retried once on a fresh worker of the same slot (after the restart backoff); if that one dies
-//! too the caller gets [`SdkError::WorkerCrashed`] ("sdk worker crashed: SIGABRT"). A request that
-//! outlives `request_timeout` gets its worker killed and [`SdkError::Timeout`], without a retry.
-//! Replacement workers are started lazily, when the slot takes its next request, after a backoff
-//! that doubles with consecutive failures and resets on the first success.
+//! [`SdkPool`]: the handle through which the rest of the program calls the SDK. Each call becomes a
+//! request to the supervisor ([`crate::supervisor`]), which runs it in a worker process
+//! ([`crate::process`]); this module validates arguments, cuts `DecryptData` batches into frames
+//! ([`crate::batch`]) and turns return codes into [`SdkError`]s.
 
-use std::os::unix::process::ExitStatusExt as _;
-use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{mpsc, oneshot, Mutex};
-use tokio_util::sync::CancellationToken;
+use wecom_api::Secret;
 use wecom_model::api::ChatDataItem;
 
+use crate::batch::{check_item_size, BatchPlan};
 use crate::config::SdkPoolConfig;
-use crate::protocol::{self, Request, Response};
-use crate::worker::SECRET_ENV;
+use crate::protocol::{DecryptItem, Request};
+use crate::supervisor::{PoolStats, Reply, Supervisor};
 use crate::SdkError;
 
 /// Largest chunk `GetMediaData` returns, and the span of the index buffers this crate makes.
@@ -39,54 +28,6 @@ pub struct MediaChunk {
     pub is_finish: bool,
 }
 
-/// Counters of the pool since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    pub requests: u64,
-    /// Workers started (the initial ones included).
-    pub spawns: u64,
-    /// Workers that died under a request.
-    pub crashes: u64,
-    /// Requests that hit the timeout (their worker was killed).
-    pub timeouts: u64,
-    /// Requests retried on a fresh worker after a crash.
-    pub retries: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    spawns: AtomicU64,
-    crashes: AtomicU64,
-    timeouts: AtomicU64,
-    retries: AtomicU64,
-}
-
-impl Counters {
-    fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The reply of a worker to one request (ret may be non-zero).
-struct Reply {
-    ret: i32,
-    data: Vec<u8>,
-    outindexbuf: Vec<u8>,
-    is_finish: bool,
-}
-
-struct Job {
-    req: Request,
-    reply: oneshot::Sender<Result<Reply, SdkError>>,
-}
-
-/// What every slot needs to start workers.
-struct Spec {
-    cfg: SdkPoolConfig,
-    counters: Counters,
-}
-
 /// A pool of SDK worker processes. Cheap to clone (clones share the pool). Dropping the last clone
 /// does not stop the workers: call [`SdkPool::shutdown`].
 #[derive(Clone)]
@@ -95,21 +36,19 @@ pub struct SdkPool {
 }
 
 struct PoolInner {
-    tx: mpsc::Sender<Job>,
-    cancel: CancellationToken,
-    spec: Arc<Spec>,
+    sup: Supervisor,
     proxy: Vec<u8>,
     passwd: Vec<u8>,
     sdk_timeout: i32,
-    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for SdkPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cfg = self.inner.sup.config();
         f.debug_struct("SdkPool")
-            .field("corp_id", &self.inner.spec.cfg.corp_id)
-            .field("library", &self.inner.spec.cfg.library)
-            .field("workers", &self.inner.spec.cfg.workers)
+            .field("corp_id", &cfg.corp_id)
+            .field("library", &cfg.library)
+            .field("workers", &cfg.workers)
             .finish_non_exhaustive()
     }
 }
@@ -120,50 +59,27 @@ impl SdkPool {
     /// or a missing worker executable is an error here (all [`crate::SdkErrorClass::Fatal`]).
     pub async fn start(cfg: SdkPoolConfig) -> Result<Self, SdkError> {
         let cfg = cfg.validated()?;
-        let spec = Arc::new(Spec {
-            counters: Counters::default(),
-            cfg,
-        });
-        let n = spec.cfg.workers;
-        let mut slots = Vec::with_capacity(n);
-        for id in 0..n {
-            let worker = Worker::spawn(&spec, id).await?;
-            slots.push(Slot {
-                id,
-                spec: spec.clone(),
-                worker: Some(worker),
-                failures: 0,
-                not_before: Instant::now(),
-            });
-        }
-        let (tx, rx) = mpsc::channel(spec.cfg.queue_capacity);
-        let rx = Arc::new(Mutex::new(rx));
-        let cancel = CancellationToken::new();
-        let tasks = slots
-            .into_iter()
-            .map(|slot| tokio::spawn(slot.run(rx.clone(), cancel.clone())))
-            .collect();
-        let cfg = &spec.cfg;
+        let proxy = cfg.proxy.clone().unwrap_or_default().into_bytes();
+        let passwd = cfg
+            .proxy_password
+            .as_ref()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default();
         let sdk_timeout = i32::try_from(cfg.sdk_timeout.as_secs()).unwrap_or(i32::MAX);
+        let sup = Supervisor::start(cfg).await?;
+        let cfg = sup.config();
         tracing::info!(
             corp_id = %cfg.corp_id,
             library = %cfg.library.display(),
-            workers = n,
+            workers = cfg.workers,
             "sdk worker pool started"
         );
         Ok(Self {
             inner: Arc::new(PoolInner {
-                tx,
-                cancel,
-                proxy: cfg.proxy.clone().unwrap_or_default().into_bytes(),
-                passwd: cfg
-                    .proxy_password
-                    .as_ref()
-                    .map(|s| s.expose().as_bytes().to_vec())
-                    .unwrap_or_default(),
+                sup,
+                proxy,
+                passwd,
                 sdk_timeout,
-                spec,
-                tasks: std::sync::Mutex::new(tasks),
             }),
         })
     }
@@ -180,24 +96,22 @@ impl SdkPool {
 
     /// The corp this pool's SDK instances were initialised for.
     pub fn corp_id(&self) -> &str {
-        &self.inner.spec.cfg.corp_id
+        &self.inner.sup.config().corp_id
+    }
+
+    /// The corp secret the workers were initialised with (the gateway's upstream calls use it too).
+    pub(crate) fn corp_secret(&self) -> &Secret {
+        &self.inner.sup.config().corp_secret
     }
 
     /// Number of worker processes.
     pub fn workers(&self) -> usize {
-        self.inner.spec.cfg.workers
+        self.inner.sup.config().workers
     }
 
     /// Counters so far.
     pub fn stats(&self) -> PoolStats {
-        let c = &self.inner.spec.counters;
-        PoolStats {
-            requests: c.requests.load(Ordering::Relaxed),
-            spawns: c.spawns.load(Ordering::Relaxed),
-            crashes: c.crashes.load(Ordering::Relaxed),
-            timeouts: c.timeouts.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-        }
+        self.inner.sup.stats()
     }
 
     /// `GetChatData(seq, limit)`: the JSON text the SDK returned (items after `seq`, still encrypted).
@@ -205,7 +119,7 @@ impl SdkPool {
     /// (see [`parse_chat_data`] and [`SdkPool::get_chat_items`]).
     pub async fn get_chat_data(&self, seq: u64, limit: u32) -> Result<Vec<u8>, SdkError> {
         let req = self.chat_request(seq, limit)?;
-        let reply = check("GetChatData", self.submit(req).await)?;
+        let reply = check("GetChatData", self.inner.sup.call(req).await)?;
         Ok(reply.data)
     }
 
@@ -227,11 +141,8 @@ impl SdkPool {
         encrypt_key: impl AsRef<[u8]>,
         encrypt_msg: impl AsRef<[u8]>,
     ) -> Result<Vec<u8>, SdkError> {
-        let req = Request::DecryptData {
-            encrypt_key: encrypt_key.as_ref().to_vec(),
-            encrypt_msg: encrypt_msg.as_ref().to_vec(),
-        };
-        Ok(check("DecryptData", self.submit(req).await)?.data)
+        let req = decrypt_request(encrypt_key.as_ref(), encrypt_msg.as_ref())?;
+        Ok(check("DecryptData", self.inner.sup.call(req).await)?.data)
     }
 
     /// [`SdkPool::decrypt`] for a blocking thread (`spawn_blocking`, a std thread): blocks until the
@@ -241,11 +152,39 @@ impl SdkPool {
         encrypt_key: impl AsRef<[u8]>,
         encrypt_msg: impl AsRef<[u8]>,
     ) -> Result<Vec<u8>, SdkError> {
-        let req = Request::DecryptData {
-            encrypt_key: encrypt_key.as_ref().to_vec(),
-            encrypt_msg: encrypt_msg.as_ref().to_vec(),
-        };
-        Ok(check("DecryptData", self.submit_blocking(req))?.data)
+        let req = decrypt_request(encrypt_key.as_ref(), encrypt_msg.as_ref())?;
+        Ok(check("DecryptData", self.inner.sup.call_blocking(req))?.data)
+    }
+
+    /// `DecryptData` for many `(encrypt_key, encrypt_msg)` items: one result per item, in order.
+    /// The items travel in batch frames (at most [`crate::MAX_BATCH_ITEMS`] each, spread over the
+    /// workers), so a worker round trip is paid per batch, not per item. An item that crashes the SDK
+    /// fails alone ([`SdkError::WorkerCrashed`]); the others of its batch get their real results.
+    pub async fn decrypt_batch<K: AsRef<[u8]>, M: AsRef<[u8]>>(
+        &self,
+        items: &[(K, M)],
+    ) -> Vec<Result<Vec<u8>, SdkError>> {
+        let mut plan = BatchPlan::new(items, self.workers());
+        let results = self
+            .inner
+            .sup
+            .batches(std::mem::take(&mut plan.batches))
+            .await;
+        plan.merge(results)
+    }
+
+    /// [`SdkPool::decrypt_batch`] for a blocking thread. Panics if called from inside an async
+    /// context.
+    pub fn decrypt_batch_blocking<K: AsRef<[u8]>, M: AsRef<[u8]>>(
+        &self,
+        items: &[(K, M)],
+    ) -> Vec<Result<Vec<u8>, SdkError>> {
+        let mut plan = BatchPlan::new(items, self.workers());
+        let results = self
+            .inner
+            .sup
+            .batches_blocking(std::mem::take(&mut plan.batches));
+        plan.merge(results)
     }
 
     /// `GetMediaData(indexbuf, sdkfileid)`: one chunk. Pass `""` first, then the previous chunk's
@@ -265,7 +204,7 @@ impl SdkPool {
             passwd: self.inner.passwd.clone(),
             timeout: self.inner.sdk_timeout,
         };
-        let reply = check("GetMediaData", self.submit(req).await)?;
+        let reply = check("GetMediaData", self.inner.sup.call(req).await)?;
         Ok(MediaChunk {
             data: reply.data,
             outindexbuf: String::from_utf8_lossy(&reply.outindexbuf).into_owned(),
@@ -275,23 +214,13 @@ impl SdkPool {
 
     /// A round trip through a worker (no SDK call): the pool is alive.
     pub async fn ping(&self) -> Result<(), SdkError> {
-        check("Ping", self.submit(Request::Ping).await).map(|_| ())
+        check("Ping", self.inner.sup.call(Request::Ping).await).map(|_| ())
     }
 
     /// Stops taking requests, lets the workers finish their current request, closes their stdin
     /// (they call `DestroySdk` and exit) and waits for them (killing any still running after 5 s).
     pub async fn shutdown(&self) {
-        self.inner.cancel.cancel();
-        let tasks = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for t in tasks {
-            let _ = t.await;
-        }
+        self.inner.sup.shutdown().await;
     }
 
     fn chat_request(&self, seq: u64, limit: u32) -> Result<Request, SdkError> {
@@ -308,34 +237,21 @@ impl SdkPool {
             timeout: self.inner.sdk_timeout,
         })
     }
-
-    async fn submit(&self, req: Request) -> Result<Reply, SdkError> {
-        if self.inner.cancel.is_cancelled() {
-            return Err(SdkError::Closed);
-        }
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Job { req, reply })
-            .await
-            .map_err(|_| SdkError::Closed)?;
-        rx.await.map_err(|_| SdkError::Closed)?
-    }
-
-    fn submit_blocking(&self, req: Request) -> Result<Reply, SdkError> {
-        if self.inner.cancel.is_cancelled() {
-            return Err(SdkError::Closed);
-        }
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .blocking_send(Job { req, reply })
-            .map_err(|_| SdkError::Closed)?;
-        rx.blocking_recv().map_err(|_| SdkError::Closed)?
-    }
 }
 
-/// A non-zero return code becomes [`SdkError::Sdk`]; a refused request [`SdkError::InvalidArgument`].
+fn decrypt_request(encrypt_key: &[u8], encrypt_msg: &[u8]) -> Result<Request, SdkError> {
+    let item = DecryptItem {
+        encrypt_key: encrypt_key.to_vec(),
+        encrypt_msg: encrypt_msg.to_vec(),
+    };
+    check_item_size(&item)?;
+    Ok(Request::DecryptData {
+        encrypt_key: item.encrypt_key,
+        encrypt_msg: item.encrypt_msg,
+    })
+}
+
+/// A non-zero return code becomes [`SdkError::Sdk`].
 fn check(op: &'static str, reply: Result<Reply, SdkError>) -> Result<Reply, SdkError> {
     let reply = reply?;
     if reply.ret != 0 {
@@ -390,355 +306,6 @@ pub fn offset_of_index(indexbuf: &str) -> Option<u64> {
     start.trim().parse().ok()
 }
 
-/// Names the way a worker ended: `sdk worker crashed: SIGABRT`, `… exit status 3`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(sig) = status.signal() {
-        let name = match sig {
-            libc::SIGABRT => "SIGABRT".to_owned(),
-            libc::SIGSEGV => "SIGSEGV".to_owned(),
-            libc::SIGBUS => "SIGBUS".to_owned(),
-            libc::SIGILL => "SIGILL".to_owned(),
-            libc::SIGFPE => "SIGFPE".to_owned(),
-            libc::SIGKILL => "SIGKILL".to_owned(),
-            libc::SIGTERM => "SIGTERM".to_owned(),
-            libc::SIGPIPE => "SIGPIPE".to_owned(),
-            other => format!("signal {other}"),
-        };
-        format!("sdk worker crashed: {name}")
-    } else {
-        match status.code() {
-            Some(code) => format!("sdk worker crashed: exit status {code}"),
-            None => "sdk worker crashed".to_owned(),
-        }
-    }
-}
-
-/// Why a call on a worker failed.
-enum CallError {
-    /// The worker died or broke the protocol; the reason names the signal or status.
-    Crashed(String),
-    TimedOut,
-}
-
-/// One live worker process.
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: tokio::io::BufReader<ChildStdout>,
-    pid: u32,
-    next_id: u64,
-}
-
-impl Worker {
-    async fn spawn(spec: &Spec, slot: usize) -> Result<Worker, SdkError> {
-        let cfg = &spec.cfg;
-        let exe = cfg
-            .worker_exe
-            .as_ref()
-            .ok_or_else(|| SdkError::Config("worker_exe unresolved".into()))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(&cfg.worker_args)
-            .arg("--library")
-            .arg(&cfg.library)
-            .arg("--corp-id")
-            .arg(&cfg.corp_id)
-            .env(SECRET_ENV, cfg.corp_secret.expose())
-            .envs(cfg.worker_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| SdkError::Spawn {
-            reason: format!("{}: {e}", exe.display()),
-            fatal: e.kind() == std::io::ErrorKind::NotFound
-                || e.kind() == std::io::ErrorKind::PermissionDenied,
-        })?;
-        Counters::bump(&spec.counters.spawns);
-        let pid = child.id().unwrap_or(0);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(SdkError::Spawn {
-                reason: "worker pipes missing".into(),
-                fatal: true,
-            });
-        };
-        tokio::spawn(forward_stderr(stderr, slot, pid));
-        let mut w = Worker {
-            child,
-            stdin,
-            stdout: tokio::io::BufReader::with_capacity(1 << 20, stdout),
-            pid,
-            next_id: 1,
-        };
-        let first =
-            tokio::time::timeout(cfg.startup_timeout, protocol::read_frame(&mut w.stdout)).await;
-        let body = match first {
-            Err(_) => {
-                w.kill().await;
-                return Err(SdkError::Spawn {
-                    reason: format!(
-                        "worker did not load the library within {}s",
-                        cfg.startup_timeout.as_secs_f64()
-                    ),
-                    fatal: false,
-                });
-            }
-            Ok(Err(_)) => {
-                let reason = w.reap().await;
-                return Err(SdkError::Spawn {
-                    reason: format!("{reason} while loading the library"),
-                    fatal: false,
-                });
-            }
-            Ok(Ok(body)) => body,
-        };
-        match protocol::decode_response(&body) {
-            Ok((_, Response::Ready { init_ret: 0 })) => {
-                tracing::debug!(slot, pid, "sdk worker ready");
-                Ok(w)
-            }
-            Ok((_, Response::Ready { init_ret })) => {
-                w.kill().await;
-                Err(SdkError::Init {
-                    code: init_ret,
-                    corp_id: cfg.corp_id.clone(),
-                })
-            }
-            Ok((_, Response::StartupFailed { reason })) => {
-                w.kill().await;
-                Err(SdkError::Library { reason })
-            }
-            Ok((_, other)) => {
-                w.kill().await;
-                Err(SdkError::Spawn {
-                    reason: format!("unexpected first frame {other:?}"),
-                    fatal: true,
-                })
-            }
-            Err(e) => {
-                w.kill().await;
-                Err(SdkError::Spawn {
-                    reason: format!("malformed first frame: {e}"),
-                    fatal: true,
-                })
-            }
-        }
-    }
-
-    async fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, CallError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = protocol::encode_request(id, req);
-        let exchange = async {
-            self.stdin.write_all(&frame).await?;
-            self.stdin.flush().await?;
-            protocol::read_frame(&mut self.stdout).await
-        };
-        let body = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return Err(CallError::TimedOut),
-            Ok(Err(_)) => return Err(CallError::Crashed(self.reap().await)),
-            Ok(Ok(body)) => body,
-        };
-        match protocol::decode_response(&body) {
-            Ok((
-                rid,
-                Response::Reply {
-                    ret,
-                    data,
-                    outindexbuf,
-                    is_finish,
-                },
-            )) if rid == id => Ok(Reply {
-                ret,
-                data,
-                outindexbuf,
-                is_finish,
-            }),
-            Ok((rid, Response::Refused { reason })) if rid == id => Ok(Reply {
-                ret: REFUSED,
-                data: reason.into_bytes(),
-                outindexbuf: Vec::new(),
-                is_finish: true,
-            }),
-            Ok((rid, other)) => {
-                self.kill().await;
-                Err(CallError::Crashed(format!(
-                    "sdk worker broke the protocol: answered {other:?} with id {rid} to request {id}"
-                )))
-            }
-            Err(e) => {
-                self.kill().await;
-                Err(CallError::Crashed(format!(
-                    "sdk worker broke the protocol: {e}"
-                )))
-            }
-        }
-    }
-
-    /// Waits for a worker whose pipe broke (it is dying) and names how it ended.
-    async fn reap(&mut self) -> String {
-        match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
-            Ok(Ok(status)) => describe_exit(status),
-            Ok(Err(e)) => format!("sdk worker crashed (status unknown: {e})"),
-            Err(_) => {
-                self.kill().await;
-                "sdk worker closed its pipe and did not exit; killed".to_owned()
-            }
-        }
-    }
-
-    async fn kill(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-
-    /// Orderly stop: close stdin (the worker destroys its SDK and exits), kill after 5 s.
-    async fn stop(mut self) {
-        let _ = self.stdin.shutdown().await;
-        drop(self.stdin);
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
-    }
-}
-
-/// Sentinel return code for a request the worker refused without calling the SDK.
-const REFUSED: i32 = i32::MIN;
-
-/// Worker stderr lines become log events (the worker never logs the secret).
-async fn forward_stderr(stderr: tokio::process::ChildStderr, slot: usize, pid: u32) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "wecom_sdk::worker", slot, pid, "{line}");
-    }
-}
-
-/// One worker slot: runs requests one at a time on its worker, replacing the worker when it dies.
-struct Slot {
-    id: usize,
-    spec: Arc<Spec>,
-    worker: Option<Worker>,
-    /// Consecutive failures (crashes, timeouts, failed starts) since the last success.
-    failures: u32,
-    /// No replacement worker is started before this instant.
-    not_before: Instant,
-}
-
-impl Slot {
-    async fn run(mut self, rx: Arc<Mutex<mpsc::Receiver<Job>>>, cancel: CancellationToken) {
-        loop {
-            let job = tokio::select! {
-                biased;
-                () = cancel.cancelled() => None,
-                job = async { rx.lock().await.recv().await } => job,
-            };
-            let Some(job) = job else { break };
-            Counters::bump(&self.spec.counters.requests);
-            let result = self.execute(&job.req).await;
-            let result = result.and_then(|r| {
-                if r.ret == REFUSED {
-                    Err(SdkError::InvalidArgument(
-                        String::from_utf8_lossy(&r.data).into_owned(),
-                    ))
-                } else {
-                    Ok(r)
-                }
-            });
-            let _ = job.reply.send(result);
-        }
-        if let Some(w) = self.worker.take() {
-            w.stop().await;
-        }
-    }
-
-    fn note_failure(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        let cfg = &self.spec.cfg;
-        let exp = self.failures.saturating_sub(1).min(16);
-        let delay = cfg
-            .restart_backoff
-            .saturating_mul(1u32 << exp)
-            .min(cfg.max_restart_backoff);
-        self.not_before = Instant::now() + delay;
-    }
-
-    async fn ensure_worker(&mut self) -> Result<&mut Worker, SdkError> {
-        if self.worker.is_none() {
-            tokio::time::sleep_until(self.not_before.into()).await;
-            match Worker::spawn(&self.spec, self.id).await {
-                Ok(w) => {
-                    tracing::info!(slot = self.id, pid = w.pid, "sdk worker restarted");
-                    self.worker = Some(w);
-                }
-                Err(e) => {
-                    self.note_failure();
-                    tracing::error!(slot = self.id, error = %e, "sdk worker failed to start");
-                    return Err(e);
-                }
-            }
-        }
-        self.worker.as_mut().ok_or_else(|| SdkError::Spawn {
-            reason: "no worker".into(),
-            fatal: false,
-        })
-    }
-
-    async fn execute(&mut self, req: &Request) -> Result<Reply, SdkError> {
-        let timeout = self.spec.cfg.request_timeout;
-        let mut crashed_once = false;
-        loop {
-            let worker = self.ensure_worker().await?;
-            let pid = worker.pid;
-            match worker.call(req, timeout).await {
-                Ok(reply) => {
-                    self.failures = 0;
-                    return Ok(reply);
-                }
-                Err(CallError::TimedOut) => {
-                    if let Some(mut w) = self.worker.take() {
-                        w.kill().await;
-                    }
-                    self.note_failure();
-                    Counters::bump(&self.spec.counters.timeouts);
-                    tracing::warn!(
-                        slot = self.id,
-                        pid,
-                        op = req.op(),
-                        timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                        "sdk request timed out; killed the worker"
-                    );
-                    return Err(SdkError::Timeout {
-                        op: req.op(),
-                        after: timeout,
-                    });
-                }
-                Err(CallError::Crashed(reason)) => {
-                    self.worker = None;
-                    self.note_failure();
-                    Counters::bump(&self.spec.counters.crashes);
-                    tracing::warn!(
-                        slot = self.id,
-                        pid,
-                        op = req.op(),
-                        retry = !crashed_once,
-                        "{reason}"
-                    );
-                    if crashed_once {
-                        return Err(SdkError::WorkerCrashed { reason });
-                    }
-                    crashed_once = true;
-                    Counters::bump(&self.spec.counters.retries);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -756,22 +323,6 @@ mod tests {
         ] {
             assert_eq!(offset_of_index(s), want, "{s}");
         }
-    }
-
-    #[test]
-    fn exit_descriptions() {
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(libc::SIGABRT)),
-            "sdk worker crashed: SIGABRT"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(libc::SIGSEGV)),
-            "sdk worker crashed: SIGSEGV"
-        );
-        assert_eq!(
-            describe_exit(ExitStatus::from_raw(3 << 8)),
-            "sdk worker crashed: exit status 3"
-        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::ffi::{Sdk, SdkLibrary};
-use crate::protocol::{self, Request, Response};
+use crate::protocol::{self, DecryptItem, ItemReply, Request, Response, MAX_FRAME};
 
 /// Environment variable carrying the corp secret to the worker.
 pub const SECRET_ENV: &str = "WECOM_SDK_CORP_SECRET";
@@ -145,6 +145,41 @@ fn cstr(what: &str, bytes: Vec<u8>) -> Result<CString, Response> {
     })
 }
 
+/// One `DecryptData` call of a batch.
+fn decrypt_item(sdk: &Sdk, item: &DecryptItem) -> ItemReply {
+    let (Ok(key), Ok(msg)) = (
+        CString::new(item.encrypt_key.as_slice()),
+        CString::new(item.encrypt_msg.as_slice()),
+    ) else {
+        return ItemReply::Refused {
+            reason: "encrypt_key or encrypt_msg contains a NUL byte".into(),
+        };
+    };
+    let (ret, data) = sdk.decrypt_data(&key, &msg);
+    ItemReply::Done { ret, data }
+}
+
+/// Every item of a batch, in order. If the answer would not fit one frame the whole batch is refused
+/// (the supervisor then sends its items one by one).
+fn decrypt_batch(sdk: &Sdk, items: &[DecryptItem]) -> Response {
+    let mut replies = Vec::with_capacity(items.len());
+    let mut size = protocol::FRAME_OVERHEAD + 4;
+    for item in items {
+        let reply = decrypt_item(sdk, item);
+        size += reply.wire_len();
+        if size > MAX_FRAME {
+            return Response::Refused {
+                reason: format!(
+                    "the answer to a batch of {} items exceeds the {MAX_FRAME} byte frame limit",
+                    items.len()
+                ),
+            };
+        }
+        replies.push(reply);
+    }
+    Response::BatchReply { items: replies }
+}
+
 fn handle(sdk: &Sdk, req: Request) -> Response {
     let run = || -> Result<Response, Response> {
         Ok(match req {
@@ -184,6 +219,7 @@ fn handle(sdk: &Sdk, req: Request) -> Response {
                     is_finish: true,
                 }
             }
+            Request::DecryptBatch { items } => decrypt_batch(sdk, &items),
             Request::GetMediaData {
                 indexbuf,
                 sdkfileid,

@@ -24,6 +24,7 @@ mod fsutil;
 pub mod layout;
 pub mod names;
 pub mod objects;
+mod recover;
 mod segment;
 mod sink;
 

@@ -9,19 +9,17 @@
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use crate::recover::{recover_dir, scan_lines, truncate};
 use crate::segment::{fsync_dir, list_numbered, segment_file_name};
-use crate::StoreError;
+use crate::{StoreError, StreamLayout};
 
-const MESSAGES_DIR: &str = "messages";
-const DEADLETTER_DIR: &str = "deadletter";
-const RESOLVED_FILE: &str = "resolved.ndjson";
-const WRITE_BUFFER: usize = 64 * 1024;
+pub(crate) const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Which file an output line goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,8 +70,8 @@ pub struct RecoveryReport {
 }
 
 #[derive(Deserialize)]
-struct SeqField {
-    seq: u64,
+pub(crate) struct SeqField {
+    pub(crate) seq: u64,
 }
 
 struct OpenSegment {
@@ -217,6 +215,7 @@ fn close_segment(seg: OpenSegment, fsync: bool) -> Result<(), StoreError> {
 /// the same `dir` corrupt each other, and nothing here detects it.
 pub struct LocalSink {
     root: PathBuf,
+    resolved: PathBuf,
     opts: SinkOptions,
     messages: DirWriter,
     deadletter: DirWriter,
@@ -236,11 +235,11 @@ impl std::fmt::Debug for LocalSink {
 }
 
 impl LocalSink {
-    /// Opens (creating if needed) `dir/messages` and `dir/deadletter`. Touches no segment:
-    /// call [`LocalSink::recover`] before the first write.
+    /// Opens (creating if needed) the `messages/` and `deadletter/` directories of the stream directory
+    /// `dir` ([`StreamLayout`]). Touches no segment: call [`LocalSink::recover`] before the first write.
     pub fn open(dir: &Path, opts: SinkOptions) -> Result<LocalSink, StoreError> {
-        let messages = dir.join(MESSAGES_DIR);
-        let deadletter = dir.join(DEADLETTER_DIR);
+        let layout = StreamLayout::at(dir, "");
+        let (messages, deadletter) = (layout.messages_dir(), layout.deadletter_dir());
         for d in [&messages, &deadletter] {
             if !d.is_dir() {
                 std::fs::create_dir_all(d).map_err(StoreError::io(d))?;
@@ -250,6 +249,7 @@ impl LocalSink {
             }
         }
         Ok(LocalSink {
+            resolved: layout.resolved_path(),
             root: dir.to_path_buf(),
             opts,
             messages: DirWriter::new(messages),
@@ -267,7 +267,7 @@ impl LocalSink {
     }
 
     fn resolved_path(&self) -> PathBuf {
-        self.deadletter.dir.join(RESOLVED_FILE)
+        self.resolved.clone()
     }
 
     /// Repairs the directory after a crash and reports which seqs after `after_seq` (the
@@ -409,118 +409,4 @@ fn validate(line: &OutputLine) -> Result<(), StoreError> {
         "OutputLine::seq must equal the seq field of its json"
     );
     Ok(())
-}
-
-fn recover_dir(
-    dir: &Path,
-    after_seq: u64,
-    fsync: bool,
-    report: &mut RecoveryReport,
-) -> Result<(), StoreError> {
-    let segments = list_numbered(dir)?;
-    let Some(last) = segments.len().checked_sub(1) else {
-        return Ok(());
-    };
-    // Segment i holds seqs in [first_i, first_{i+1}), so the earliest segment that can hold a
-    // seq > after_seq is the last one whose first seq is <= after_seq + 1.
-    let start = segments
-        .iter()
-        .rposition(|(first, _)| *first <= after_seq.saturating_add(1))
-        .unwrap_or(0);
-    for (i, (_, path)) in segments.iter().enumerate().skip(start) {
-        let is_last = i == last;
-        let (valid_len, torn) = scan_lines(path, is_last, |seq| {
-            if seq > after_seq {
-                report.present.insert(seq);
-            }
-        })?;
-        if !is_last {
-            continue;
-        }
-        let valid_len = match torn {
-            Some(valid_len) => {
-                report.truncated_bytes += truncate(path, valid_len, fsync)?;
-                valid_len
-            }
-            None => valid_len,
-        };
-        if valid_len == 0 {
-            // Created, then the crash came before its first complete line. Removing it lets
-            // the next segment be named by the seq actually written first.
-            std::fs::remove_file(path).map_err(StoreError::io(path))?;
-            if fsync {
-                fsync_dir(dir)?;
-            }
-        } else if fsync {
-            File::open(path)
-                .and_then(|f| f.sync_data())
-                .map_err(StoreError::io(path))?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads every complete line of `path` and hands its `seq` field to `f`.
-///
-/// Returns the length of the complete lines and, if the file ends in an unterminated fragment,
-/// `Some(length to truncate to)`. A fragment is allowed only when `allow_torn_tail`.
-fn scan_lines(
-    path: &Path,
-    allow_torn_tail: bool,
-    mut f: impl FnMut(u64),
-) -> Result<(u64, Option<u64>), StoreError> {
-    let file = File::open(path).map_err(StoreError::io(path))?;
-    let mut reader = BufReader::with_capacity(WRITE_BUFFER, file);
-    let mut buf = Vec::new();
-    let mut offset = 0u64;
-    let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(StoreError::io(path))?;
-        if n == 0 {
-            return Ok((offset, None));
-        }
-        line_no += 1;
-        if buf.last() != Some(&b'\n') {
-            if allow_torn_tail {
-                return Ok((offset, Some(offset)));
-            }
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                line: line_no,
-                reason: "unterminated line in a segment that is not the last".into(),
-            });
-        }
-        let seq = serde_json::from_slice::<SeqField>(&buf[..n - 1])
-            .map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                line: line_no,
-                reason: e.to_string(),
-            })?
-            .seq;
-        f(seq);
-        offset += n as u64;
-    }
-}
-
-/// Cuts `path` to `valid_len` bytes, fsyncs it, and returns how many bytes were cut.
-fn truncate(path: &Path, valid_len: u64, fsync: bool) -> Result<u64, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(StoreError::io(path))?;
-    let len = file.metadata().map_err(StoreError::io(path))?.len();
-    let cut = len.saturating_sub(valid_len);
-    file.set_len(valid_len).map_err(StoreError::io(path))?;
-    if fsync {
-        file.sync_all().map_err(StoreError::io(path))?;
-    }
-    warn!(
-        path = %path.display(),
-        bytes = cut,
-        "truncated torn tail left by an interrupted write"
-    );
-    Ok(cut)
 }

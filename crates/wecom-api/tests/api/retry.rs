@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wecom_api::{endpoint, ApiError, ErrorClass};
+use wecom_api::{endpoint, ApiError, ErrorClass, EventKind};
 
 use crate::support::*;
 
@@ -97,28 +97,90 @@ async fn retries_exhausted_names_the_endpoint() {
 }
 
 #[tokio::test]
-async fn transport_errors_are_retried_and_carry_no_secret() {
-    // nothing listens there: every attempt fails to connect
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = config(&format!("http://{addr}"));
+async fn connect_failures_are_retried_name_the_server_and_carry_no_secret() {
+    let base = dead_address();
+    let mut cfg = config(&base);
     cfg.retry.max_attempts = 2;
     let c = wecom_api::ArchiveClient::new(cfg).unwrap();
     let e = c.get_chat_data(0, 10).await.unwrap_err();
     assert_clean(&e);
+    let ApiError::RetriesExhausted {
+        endpoint: "gettoken",
+        attempts: 2,
+        last,
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert!(matches!(**last, ApiError::Connect { .. }), "{last:?}");
+    assert_eq!(e.class(), ErrorClass::Retriable);
+    let msg = e.to_string();
     assert!(
-        matches!(
-            &e,
-            ApiError::RetriesExhausted {
-                endpoint: "gettoken",
-                attempts: 2,
-                ..
-            }
-        ),
-        "{e:?}"
+        msg.contains(&format!("cannot connect to {base}"))
+            && msg.contains("is the archive source running"),
+        "{msg}"
     );
-    assert!(e.to_string().contains("transport error"), "{e}");
+    let events = c.events();
+    assert_eq!(events.get(EventKind::ConnectFailed), 2);
+    assert_eq!(events.get(EventKind::RetriesExhausted), 1);
+}
+
+#[tokio::test]
+async fn the_base_url_in_errors_carries_no_user_info() {
+    let base = dead_address().replace("http://", "http://admin:pa55word@");
+    let mut cfg = config(&base);
+    cfg.retry.max_attempts = 1;
+    let e = wecom_api::ArchiveClient::new(cfg)
+        .unwrap()
+        .permit_users()
+        .await
+        .unwrap_err();
+    let msg = format!("{e} {e:?}");
+    assert!(!msg.contains("pa55word") && !msg.contains("admin"), "{msg}");
+    assert!(msg.contains("cannot connect to http://127.0.0.1:"), "{msg}");
+}
+
+#[tokio::test]
+async fn each_kind_of_retried_fault_is_counted_once() {
+    let fake = scripted(vec![
+        || err(-1),
+        || err(-1),
+        || err(45009),
+        || Reply::Raw {
+            status: 502,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+        || Reply::Raw {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body: Bytes::from_static(b"{\"errcode\":0,\"chat"),
+        },
+    ])
+    .await;
+    let mut cfg = config(&fake.base_url);
+    cfg.retry.max_attempts = 10;
+    let c = wecom_api::ArchiveClient::new(cfg).unwrap();
+    let before = c.events();
+    assert_eq!(before.get(EventKind::TokenFetched), 0);
+    c.get_chat_data(6, 3).await.unwrap();
+    let delta = c.events().since(&before);
+    assert_eq!(
+        delta.nonzero().collect::<Vec<_>>(),
+        vec![
+            ("token_fetched", 1),
+            ("busy", 2),
+            ("rate_limited", 1),
+            ("server_error", 1),
+            ("truncated_body", 1),
+            ("retried", 5),
+        ]
+    );
+    assert_eq!(c.stats().events, c.events());
+    // nothing new happened since
+    let again = c.events();
+    c.get_chat_data(6, 3).await.unwrap();
+    assert!(c.events().since(&again).is_empty());
 }
 
 #[tokio::test]

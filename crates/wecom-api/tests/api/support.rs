@@ -59,6 +59,9 @@ pub enum Reply {
     DropMidBody { prefix: Bytes, declared_len: usize },
     /// Sleep, then answer.
     Delay(Duration, Box<Reply>),
+    /// 200 JSON headers (with `content-length: declared` if given), then `chunk` repeated without end:
+    /// a client that reads the whole body never finishes.
+    Endless { chunk: Bytes, declared: Option<u64> },
 }
 
 pub fn ok_token(n: usize, expires_in: u64) -> Reply {
@@ -186,6 +189,17 @@ async fn render(reply: Reply) -> Response {
                 .body(Body::from_stream(stream))
                 .unwrap()
         }
+        Reply::Endless { chunk, declared } => {
+            let stream = futures::stream::repeat(chunk).then(|c| async move {
+                tokio::task::yield_now().await;
+                Ok::<_, std::io::Error>(c)
+            });
+            let mut b = Response::builder().header("content-type", "application/json");
+            if let Some(len) = declared {
+                b = b.header("content-length", len.to_string());
+            }
+            b.body(Body::from_stream(stream)).unwrap()
+        }
         Reply::Delay(d, inner) => {
             tokio::time::sleep(d).await;
             Box::pin(render(*inner)).await
@@ -210,6 +224,14 @@ pub fn config(base_url: &str) -> ClientConfig {
 
 pub fn client(base_url: &str) -> ArchiveClient {
     ArchiveClient::new(config(base_url)).unwrap()
+}
+
+/// An address where nothing listens.
+pub fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
 }
 
 /// Neither the secret nor any token may appear in an error's Display or Debug.

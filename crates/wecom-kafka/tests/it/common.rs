@@ -1,19 +1,33 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use wecom_kafka::{KafkaConfig, KafkaSink, LineKind, PublishLine, Topics};
 
+/// Returns from the test, with a note, when no broker is configured (CI always sets one).
+#[macro_export]
+macro_rules! need_broker {
+    () => {
+        if std::env::var_os("WECOM_TEST_KAFKA_BROKERS").is_none() {
+            eprintln!(
+                "skipped: WECOM_TEST_KAFKA_BROKERS is not set; run `eval \"$(scripts/kafka-broker.sh start)\"` \
+                 from the repository root to run it"
+            );
+            return;
+        }
+    };
+}
+
 pub fn brokers() -> String {
-    std::env::var("WECOM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!(
-            "WECOM_TEST_KAFKA_BROKERS is not set: these tests need a real Kafka-protocol broker; \
-             run `eval \"$(scripts/kafka-broker.sh start)\"` from the repository root first"
-        )
-    })
+    std::env::var("WECOM_TEST_KAFKA_BROKERS")
+        .expect("need_broker!() at the start of the test checks WECOM_TEST_KAFKA_BROKERS")
 }
 
 /// A name no other test (or earlier run against the same broker) uses.
@@ -135,4 +149,98 @@ pub fn seqs_by_key(msgs: &[OwnedMessage]) -> BTreeMap<String, Vec<u64>> {
         out.entry(key).or_default().push(seq);
     }
     out
+}
+
+/// Creates `topic` with `partitions` and topic `configs`, as an operator would.
+pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let r = admin
+        .create_topics([&t], &opts)
+        .await
+        .expect("create topic");
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+}
+
+/// Writes one raw record, as another program would.
+pub async fn produce_raw(topic: &str, partition: i32, key: &str, value: Option<&[u8]>) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("producer");
+    let mut r = FutureRecord::<str, [u8]>::to(topic)
+        .partition(partition)
+        .key(key);
+    if let Some(v) = value {
+        r = r.payload(v);
+    }
+    p.send(r, Duration::from_secs(10)).await.expect("produce");
+}
+
+/// Log events of this test binary (all threads: librdkafka logs from its own), as `LEVEL target: text`.
+pub fn logs() -> &'static Mutex<Vec<String>> {
+    static LOGS: OnceLock<&'static Mutex<Vec<String>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static Mutex<Vec<String>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        tracing::subscriber::set_global_default(Capture(logs)).expect("one global subscriber");
+        logs
+    })
+}
+
+/// Captured lines containing `needle`, at `level` or more severe.
+pub fn logged(needle: &str, level: tracing::Level) -> Vec<String> {
+    logs()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .filter(|l| {
+            let lvl = l
+                .split(' ')
+                .next()
+                .and_then(|s| s.parse::<tracing::Level>().ok());
+            lvl.is_some_and(|lvl| lvl <= level)
+        })
+        .cloned()
+        .collect()
+}
+
+struct Capture(&'static Mutex<Vec<String>>);
+
+struct Text(String);
+
+impl tracing::field::Visit for Text {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target().starts_with("librdkafka") || m.target().starts_with("wecom_kafka")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut text = Text(format!(
+            "{} {}:",
+            e.metadata().level(),
+            e.metadata().target()
+        ));
+        e.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -5,6 +5,7 @@ use rdkafka::Message;
 use wecom_kafka::LineKind;
 
 use crate::common::{config, connect, consume_all, header, line, seqs_by_key};
+use crate::need_broker;
 
 const N: u64 = 20_000;
 const CONVERSATIONS: u64 = 200;
@@ -12,6 +13,7 @@ const PAGE: u64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_records_exactly_once_in_key_order() {
+    need_broker!();
     let mut cfg = config("publish");
     cfg.properties
         .insert("statistics.interval.ms".into(), "100".into());
@@ -88,6 +90,7 @@ async fn twenty_thousand_records_exactly_once_in_key_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zstd_round_trip_and_all_three_topics() {
+    need_broker!();
     let mut cfg = config("zstd");
     cfg.compression = "zstd".into();
     let sink = connect(&cfg).await;

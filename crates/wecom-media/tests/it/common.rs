@@ -12,11 +12,11 @@ use object_store::ObjectStoreExt;
 use wecom_api::{ArchiveClient, ClientConfig, RetryPolicy, Secret};
 use wecom_crypto::{Keyring, MessageCipher, RsaBackendKind, SimCipher};
 use wecom_media::{
-    read_events, MediaConfig, MediaEvent, MediaEventStatus, MediaPaths, MediaStore, MediaWorker,
+    read_events, MediaConfig, MediaEvent, MediaEventStatus, MediaStore, MediaWorker,
 };
 use wecom_model::{NormalizeContext, Record};
 use wecom_sim::{Fate, FaultConfig, SimConfig, SimServer, TruthItem};
-use wecom_store::{LineKind, LocalSink, OutputLine, SinkOptions};
+use wecom_store::{LineKind, LocalSink, OutputLine, SinkOptions, StreamLayout};
 
 pub const FAULT_RATE: f64 = 0.2;
 
@@ -197,13 +197,12 @@ pub fn worker(
     store: MediaStore,
     client: ArchiveClient,
 ) -> MediaWorker {
-    MediaWorker::new(
-        config.worker_config().unwrap(),
-        store,
-        client,
-        MediaPaths::under(data),
-    )
-    .unwrap()
+    MediaWorker::new(config.worker_config().unwrap(), store, client, layout(data)).unwrap()
+}
+
+/// The corp stream whose directory is `data` (as the pipeline lays it out).
+pub fn layout(data: &Path) -> StreamLayout {
+    StreamLayout::at(data, "corp")
 }
 
 /// How strict the event count check is.
@@ -225,6 +224,24 @@ pub async fn verify(
     lines: &[OutputLine],
     events_mode: Events,
 ) {
+    verify_media(data, sim, store, lines, events_mode).await;
+    // The position reached the last record.
+    let max_seq = lines.iter().map(|l| l.seq).max();
+    let cursor = wecom_store::CursorStore::open(&layout(data).media_cursors_dir())
+        .unwrap()
+        .load("media")
+        .unwrap();
+    assert_eq!(cursor.map(|c| c.seq), max_seq);
+}
+
+/// [`verify`] without the file position (a worker that consumes Kafka has none).
+pub async fn verify_media(
+    data: &Path,
+    sim: &SimServer,
+    store: &MediaStore,
+    lines: &[OutputLine],
+    events_mode: Events,
+) {
     let truth: Vec<TruthItem> = tokio::task::block_in_place(|| sim.truth());
     let records: BTreeMap<u64, Record> = lines
         .iter()
@@ -233,7 +250,7 @@ pub async fn verify(
             (r.seq, r)
         })
         .collect();
-    let events = read_events(&data.join("media-events")).unwrap();
+    let events = read_events(&layout(data).media_events_dir()).unwrap();
     let mut by_ref: BTreeMap<(u64, String), Vec<&MediaEvent>> = BTreeMap::new();
     for e in &events {
         by_ref
@@ -352,14 +369,6 @@ pub async fn verify(
         missing.is_empty(),
         "stored events without objects: {missing:?}"
     );
-
-    // The position reached the last record.
-    let max_seq = records.keys().max().copied();
-    let cursor = wecom_store::CursorStore::open(&data.join("cursors"))
-        .unwrap()
-        .load("media")
-        .unwrap();
-    assert_eq!(cursor.map(|c| c.seq), max_seq);
 }
 
 /// Files a local store must not contain after a run: staged (partial) uploads are `name#N`.

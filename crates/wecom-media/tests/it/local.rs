@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wecom_media::read_events;
+use wecom_media::{read_events, read_status, MediaEventStatus, MediaRunState, MediaSourceKind};
+use wecom_model::{MediaRef, Record};
+use wecom_store::{LineKind, OutputLine};
 
 use crate::common::*;
 
@@ -37,14 +39,36 @@ async fn local_store_gets_every_media_object_intact_despite_faults() {
     verify(data.path(), &sim, &store, &lines, Events::ExactlyOnce).await;
     assert!(partial_files(&data.path().join("objects")).is_empty());
     assert_eq!(
-        read_events(&data.path().join("media-events"))
+        read_events(&layout(data.path()).media_events_dir())
             .unwrap()
             .len(),
         media_refs(&lines)
     );
 
+    let status = read_status(&layout(data.path()))
+        .unwrap()
+        .expect("the worker wrote its status");
+    assert_eq!(status.source, MediaSourceKind::Files);
+    assert_eq!(status.state, MediaRunState::Stopped);
+    assert_eq!(
+        (
+            status.records_pending,
+            status.media_pending,
+            status.unread_bytes
+        ),
+        (0, 0, Some(0))
+    );
+    assert_eq!(status.committed_seq, Some(next));
+    assert_eq!(status.stats, stats);
+    assert_eq!(status.last_error, None);
+
     // Idempotent: a second worker from scratch (position removed) stores nothing new.
-    std::fs::remove_file(data.path().join("cursors").join(wecom_media::POSITION_FILE)).unwrap();
+    std::fs::remove_file(
+        layout(data.path())
+            .media_cursors_dir()
+            .join(wecom_media::POSITION_FILE),
+    )
+    .unwrap();
     let w2 = worker(data.path(), &mc, store.clone(), client(&sim, &config));
     let again = w2.run_until_caught_up().await.unwrap();
     assert_eq!(again.objects_stored_total, 0, "{again:?}");
@@ -64,7 +88,7 @@ async fn killed_worker_resumes_and_tails_new_records() {
 
     let mc = media_config(1024 * 1024);
     let store = mc.build_store(data.path()).unwrap();
-    let events_dir = data.path().join("media-events");
+    let events_dir = layout(data.path()).media_events_dir();
     let count = || read_events(&events_dir).unwrap().len();
 
     // First worker: tails; the second half of the records arrives while it runs; then it is
@@ -81,6 +105,9 @@ async fn killed_worker_resumes_and_tails_new_records() {
         count() < total,
         "the worker finished before it could be killed"
     );
+    let status = read_status(&layout(data.path())).unwrap().expect("status");
+    assert_eq!(status.state, MediaRunState::Running);
+    assert!(status.unread_bytes.is_some());
     task.abort();
     let _ = task.await;
     let committed = w.committed_seq().unwrap();
@@ -110,6 +137,63 @@ async fn killed_worker_resumes_and_tails_new_records() {
         .unwrap()
         .unwrap();
     assert!(partial_files(&data.path().join("objects")).is_empty());
+    sim.shutdown().await;
+}
+
+/// An object the archive refuses for good becomes a `failed` event naming it, the status says
+/// which, and the position still passes its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_object_is_a_failed_event_and_the_status_names_it() {
+    let config = sim_config(40);
+    let sim = start_sim(config.clone()).await;
+    let lines = fetch_records(&sim, &config).await;
+    let src = lines
+        .iter()
+        .find(|l| {
+            !serde_json::from_slice::<Record>(&l.json)
+                .unwrap()
+                .media
+                .is_empty()
+        })
+        .expect("a record with media");
+    let mut r: Record = serde_json::from_slice(&src.json).unwrap();
+    r.seq = lines.iter().map(|l| l.seq).max().unwrap() + 1;
+    r.media = vec![MediaRef {
+        kind: "file".into(),
+        sdkfileid: "no-such-file".into(),
+        md5sum: None,
+        size: Some(10),
+        fileext: Some("bin".into()),
+        object_key: Some("media/x/no-such-file.bin".into()),
+        status: None,
+    }];
+    let data = tempfile::tempdir().unwrap();
+    write_records(
+        data.path(),
+        &[OutputLine {
+            kind: LineKind::Record,
+            seq: r.seq,
+            json: serde_json::to_vec(&r).unwrap(),
+        }],
+    );
+    let mc = media_config(1024 * 1024);
+    let store = mc.build_store(data.path()).unwrap();
+    let w = worker(data.path(), &mc, store, client(&sim, &config));
+    let stats = w.run_until_caught_up().await.unwrap();
+    assert_eq!(stats.objects_failed_total, 1, "{stats:?}");
+    let events = read_events(&layout(data.path()).media_events_dir()).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].status, MediaEventStatus::Failed);
+    assert!(events[0].errcode.is_some(), "{:?}", events[0]);
+    let status = read_status(&layout(data.path())).unwrap().unwrap();
+    let last = status.last_error.expect("last error");
+    assert_eq!(last.seq, Some(r.seq));
+    assert!(
+        last.message.contains("no-such-file") && last.message.contains("media/x/no-such-file.bin"),
+        "{}",
+        last.message
+    );
+    assert_eq!(w.committed_seq().unwrap(), Some(r.seq));
     sim.shutdown().await;
 }
 

@@ -33,14 +33,14 @@ async fn real_library_loads_and_init_succeeds() {
 }
 
 #[tokio::test]
-async fn get_chat_data_without_network_is_10001_and_retriable() {
+async fn get_chat_data_without_network_is_10001_and_transient() {
     let pool = real_pool(1).await;
     let err = pool
         .get_chat_data(0, 10)
         .await
         .expect_err("no network here");
     assert!(matches!(err, SdkError::Sdk { code: 10001, .. }), "{err}");
-    assert_eq!(err.class(), SdkErrorClass::Retriable);
+    assert_eq!(err.class(), SdkErrorClass::Transient);
     pool.shutdown().await;
 }
 
@@ -77,7 +77,7 @@ async fn empty_decrypt_kills_the_worker_and_the_pool_carries_on() {
         "{crash:?}"
     );
     assert_eq!(crash.to_string(), "sdk worker crashed: SIGABRT");
-    assert_eq!(crash.class(), SdkErrorClass::Item);
+    assert_eq!(crash.class(), SdkErrorClass::Crashed);
     for (i, h) in others.into_iter().enumerate() {
         let r = h.await.unwrap();
         if i % 2 == 0 {
@@ -125,10 +125,18 @@ async fn a_library_without_the_symbols_is_refused_by_name() {
     );
     assert_eq!(err.class(), SdkErrorClass::Fatal);
 
+    assert!(msg.contains("check [sdk] library"), "{msg}");
+
     let err = SdkPool::start(pool_config("/nonexistent/libsdk.so".into(), CORP, "x", 1))
         .await
         .expect_err("no such file");
-    assert!(err.to_string().contains("/nonexistent/libsdk.so"), "{err}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg.matches("/nonexistent/libsdk.so").count(),
+        1,
+        "the path is said once: {msg}"
+    );
+    assert!(msg.contains("check [sdk] library"), "{msg}");
     assert_eq!(err.class(), SdkErrorClass::Fatal);
 }
 
@@ -161,5 +169,29 @@ async fn odd_inputs_table() {
         assert_eq!(got, want, "DecryptData({key:?}, {msg:?})");
     }
     pool.ping().await.expect("the pool survives all of it");
+    pool.shutdown().await;
+}
+
+/// A batch through the real library: an input that aborts it fails alone; its neighbours keep their
+/// own answers.
+#[tokio::test]
+async fn a_batch_with_an_aborting_input_isolates_it() {
+    let pool = real_pool(1).await;
+    let b64 = "bm90IGEgbWVzc2FnZQ==";
+    let mut items: Vec<(&str, &str)> = vec![("garbage-key", b64); 9];
+    items[4] = ("abc", "");
+    let out = pool.decrypt_batch(&items).await;
+    for (i, r) in out.iter().enumerate() {
+        match r {
+            Err(SdkError::WorkerCrashed { reason }) if i == 4 => {
+                assert_eq!(reason, "sdk worker crashed: SIGABRT");
+            }
+            Err(SdkError::Sdk { code: 10008, .. }) if i != 4 => {}
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.replayed_batches, stats.crashes), (1, 3), "{stats:?}");
+    pool.ping().await.expect("the pool survives");
     pool.shutdown().await;
 }

@@ -16,18 +16,24 @@
 //!   `bytes N-*/*` (start known, end and total not). An SDK failure before the first byte is an error
 //!   envelope; one mid-stream aborts the body (the client resumes with `Range`).
 //! - `GET /healthz`: 200 when a worker answers a ping.
-//! - Room metadata and the permit list are plain HTTP APIs, not the SDK's: answered with errcode 48002.
+//! - `POST /cgi-bin/msgaudit/groupchat/get` `{"roomid":R}`, `POST .../get_permit_user_list`,
+//!   `POST .../check_single_agree`, `POST .../check_room_agree`: not the SDK's but Tencent's plain HTTP
+//!   API, forwarded to `upstream_base_url` with the gateway's own access token (`gateway/upstream.rs`);
+//!   the JSON answer is passed through unchanged. An upstream that cannot be reached answers -1
+//!   (retriable). A `groupchat/get` body with `seq` or `limit` (a room's items) is answered with
+//!   errcode 48002: the SDK has no per-room paging.
+//! - Request bodies are capped at 64 KiB (larger ones get HTTP 413).
 //!
 //! Error envelopes (HTTP 200) use errcodes whose `wecom_api::ErrorClass` matches [`SdkError::class`]:
 //!
 //! | SdkError | errcode |
 //! |---|---|
 //! | SDK 10001 | 10001 (retriable) |
-//! | SDK 10002 / 10003 on get_chat_data, timeouts, a crash on get_chat_data, a worker that cannot start for now | -1 (retriable) |
+//! | SDK 10002 / 10003 on get_chat_data, timeouts, a crash on get_chat_data, a worker that cannot start for now, the pool shutting down | -1 (retriable) |
 //! | SDK 10005, 10010, other codes | the code (item / item / fatal) |
 //! | a crash or 10006/10008/10002 on media | 10002 (item) |
 //! | bad parameter | 40058 |
-//! | pool unusable (library, Init, shut down) | 10003 (fatal for the client) |
+//! | pool unusable (library, Init) | 10003 (fatal for the client) |
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,19 +51,31 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::config::GatewayConfig;
-use crate::pool::{index_for_offset, MediaChunk};
 use crate::{SdkError, SdkErrorClass, SdkPool};
+
+mod forward;
+mod media;
+mod upstream;
+
+use forward::{forward, groupchat_get};
+use media::media_get;
+use upstream::Upstream;
 
 const ERR_INVALID_PARAM: i64 = 40058;
 const ERR_NOT_SERVED: i64 = 48002;
 const ERR_POOL_UNUSABLE: i64 = 10003;
+const ERR_BUSY: i64 = -1;
+/// Largest request body accepted (the biggest legitimate one, `check_single_agree` with 100 pairs,
+/// is a few KiB).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
 
-struct Gw {
+pub(super) struct Gw {
     pool: SdkPool,
     corp_id: String,
     bearer: wecom_api::Secret,
     token_ttl: Duration,
     tokens: Mutex<HashMap<String, Instant>>,
+    upstream: Upstream,
 }
 
 /// A running gateway.
@@ -117,23 +135,25 @@ pub async fn start_gateway(pool: SdkPool, cfg: GatewayConfig) -> Result<GatewayH
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "sdk gateway listens beyond loopback: put TLS in front of it");
     }
+    let upstream = Upstream::new(&cfg, pool.corp_secret().clone())?;
     let state = Arc::new(Gw {
         pool,
         corp_id: cfg.corp_id,
         bearer: cfg.bearer_token,
         token_ttl: cfg.token_ttl,
         tokens: Mutex::new(HashMap::new()),
+        upstream,
     });
     let app = Router::new()
         .route("/cgi-bin/gettoken", get(gettoken))
         .route("/cgi-bin/msgaudit/get_chat_data", post(get_chat_data))
         .route("/cgi-bin/media/get", get(media_get))
-        .route("/cgi-bin/msgaudit/groupchat/get", post(not_served))
-        .route(
-            "/cgi-bin/msgaudit/get_permit_user_list",
-            post(not_served).get(not_served),
-        )
+        .route("/cgi-bin/msgaudit/groupchat/get", post(groupchat_get))
+        .route("/cgi-bin/msgaudit/get_permit_user_list", post(forward))
+        .route("/cgi-bin/msgaudit/check_single_agree", post(forward))
+        .route("/cgi-bin/msgaudit/check_room_agree", post(forward))
         .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -162,10 +182,10 @@ pub async fn serve_gateway(
     handle.shutdown().await
 }
 
-type S = State<Arc<Gw>>;
-type Q = Query<HashMap<String, String>>;
+pub(super) type S = State<Arc<Gw>>;
+pub(super) type Q = Query<HashMap<String, String>>;
 
-fn envelope(errcode: i64, errmsg: &str) -> Response {
+pub(super) fn envelope(errcode: i64, errmsg: &str) -> Response {
     Json(json!({"errcode": errcode, "errmsg": errmsg})).into_response()
 }
 
@@ -175,7 +195,11 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Gw {
     /// `Some(rejection)` when the caller is not authorised.
-    fn authorize(&self, headers: &HeaderMap, q: &HashMap<String, String>) -> Option<Response> {
+    pub(super) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        q: &HashMap<String, String>,
+    ) -> Option<Response> {
         if let Some(auth) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -223,9 +247,9 @@ impl Gw {
 fn errcode_for(err: &SdkError, media: bool) -> i64 {
     match err {
         SdkError::Sdk { code, .. } => match (err.class(), *code) {
-            (SdkErrorClass::Retriable, 10001) => 10001,
-            (SdkErrorClass::Retriable, 10002) if media => 10002,
-            (SdkErrorClass::Retriable, _) => -1,
+            (SdkErrorClass::Transient, 10001) => 10001,
+            (SdkErrorClass::Transient, 10002) if media => 10002,
+            (SdkErrorClass::Transient, _) => ERR_BUSY,
             (SdkErrorClass::Item, 10006 | 10008 | 10000) if media => 10002,
             (_, code) => i64::from(code),
         },
@@ -234,18 +258,18 @@ fn errcode_for(err: &SdkError, media: bool) -> i64 {
             if media {
                 10002
             } else {
-                -1
+                ERR_BUSY
             }
         }
         SdkError::InvalidArgument(_) => ERR_INVALID_PARAM,
         other => match other.class() {
-            SdkErrorClass::Retriable => -1,
+            SdkErrorClass::Transient => ERR_BUSY,
             _ => ERR_POOL_UNUSABLE,
         },
     }
 }
 
-fn sdk_error_response(endpoint: &str, err: &SdkError, media: bool) -> Response {
+pub(super) fn sdk_error_response(endpoint: &str, err: &SdkError, media: bool) -> Response {
     let errcode = errcode_for(err, media);
     tracing::warn!(endpoint, errcode, error = %err, "sdk gateway call failed");
     envelope(errcode, &err.to_string())
@@ -301,149 +325,18 @@ async fn get_chat_data(State(s): S, Query(q): Q, headers: HeaderMap, body: Bytes
         return envelope(ERR_INVALID_PARAM, "invalid limit, must be 1..1000");
     };
     match s.pool.get_chat_data(seq, limit).await {
-        Ok(json) => {
-            let mut resp = Response::new(Body::from(json));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-            resp
-        }
+        Ok(json) => json_response(Bytes::from(json)),
         Err(e) => sdk_error_response("get_chat_data", &e, false),
     }
 }
 
-/// `bytes=N-` / `bytes=N-M` → (start, inclusive end). Anything else: `None` (whole file).
-fn parse_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let raw = headers.get(header::RANGE)?.to_str().ok()?.trim();
-    let spec = raw.strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let start = a.trim().parse().ok()?;
-    let end = if b.trim().is_empty() {
-        None
-    } else {
-        Some(b.trim().parse::<u64>().ok()?)
-    };
-    Some((start, end))
-}
-
-enum Next {
-    First(MediaChunk),
-    Index(String),
-    Done,
-}
-
-struct MediaState {
-    pool: SdkPool,
-    sdkfileid: String,
-    next: Next,
-    /// Bytes still to send when the client asked for a bounded range.
-    remaining: Option<u64>,
-}
-
-fn io_err(msg: String) -> std::io::Error {
-    std::io::Error::other(msg)
-}
-
-/// The chunks from `first` on, fetched one at a time as the body is consumed.
-fn media_body(state: MediaState) -> Body {
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        let chunk = match std::mem::replace(&mut st.next, Next::Done) {
-            Next::Done => return None,
-            Next::First(c) => c,
-            Next::Index(idx) => match st.pool.media_chunk(&st.sdkfileid, &idx).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sdk gateway media stream failed mid-body");
-                    return Some((Err(io_err(e.to_string())), st));
-                }
-            },
-        };
-        if !chunk.is_finish {
-            if chunk.outindexbuf.is_empty() || chunk.data.is_empty() {
-                let e = io_err("GetMediaData made no progress".into());
-                return Some((Err(e), st));
-            }
-            st.next = Next::Index(chunk.outindexbuf);
-        }
-        let mut data = Bytes::from(chunk.data);
-        if let Some(rem) = st.remaining.as_mut() {
-            if data.len() as u64 >= *rem {
-                data.truncate(usize::try_from(*rem).unwrap_or(usize::MAX));
-                st.next = Next::Done;
-            }
-            *rem -= data.len() as u64;
-        }
-        Some((Ok::<Bytes, std::io::Error>(data), st))
-    });
-    Body::from_stream(stream)
-}
-
-async fn media_get(State(s): S, Query(q): Q, headers: HeaderMap) -> Response {
-    if let Some(resp) = s.authorize(&headers, &q) {
-        return resp;
-    }
-    let Some(sdkfileid) = q.get("sdkfileid").filter(|v| !v.is_empty()).cloned() else {
-        return envelope(ERR_INVALID_PARAM, "sdkfileid missing");
-    };
-    let range = parse_range(&headers);
-    let (start, end) = range.unwrap_or((0, None));
-    if end.is_some_and(|e| e < start) {
-        return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-    }
-    // The first chunk is fetched before answering, so that a failure is an error envelope.
-    let first = match s
-        .pool
-        .media_chunk(&sdkfileid, &index_for_offset(start))
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return sdk_error_response("media/get", &e, true),
-    };
-    if start > 0 && first.data.is_empty() && first.is_finish {
-        return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-    }
-    let remaining = end.map(|e| e - start + 1);
-    // When the first chunk completes the file (and no bounded range cuts it), its size is known.
-    let known_total = (first.is_finish && remaining.is_none_or(|r| r >= first.data.len() as u64))
-        .then(|| start + first.data.len() as u64);
-    let body = media_body(MediaState {
-        pool: s.pool.clone(),
-        sdkfileid,
-        next: Next::First(first),
-        remaining,
-    });
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
+pub(super) fn json_response(body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(total) = known_total {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(total - start));
-    }
-    if range.is_some() {
-        let content_range = match known_total {
-            Some(total) if total > start => format!("bytes {start}-{}/{total}", total - 1),
-            _ => format!("bytes {start}-*/*"),
-        };
-        if let Ok(v) = HeaderValue::from_str(&content_range) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
-        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-    }
     resp
-}
-
-async fn not_served() -> Response {
-    envelope(
-        ERR_NOT_SERVED,
-        "not served by the sdk gateway: room metadata and the permit list are plain https apis",
-    )
 }
 
 async fn healthz(State(s): S, Query(q): Q, headers: HeaderMap) -> Response {
@@ -461,19 +354,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges() {
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
-            parse_range(&m)
-        };
-        assert_eq!(h("bytes=10-"), Some((10, None)));
-        assert_eq!(h("bytes=10-19"), Some((10, Some(19))));
-        assert_eq!(h("bytes=1-2,5-6"), None);
-        assert_eq!(h("items=1-2"), None);
-    }
-
-    #[test]
     fn errcodes_keep_the_client_class() {
         let sdk = |code| SdkError::Sdk { op: "X", code };
         assert_eq!(errcode_for(&sdk(10001), false), 10001);
@@ -486,6 +366,10 @@ mod tests {
         };
         assert_eq!(errcode_for(&crash, true), 10002);
         assert_eq!(errcode_for(&crash, false), -1);
-        assert_eq!(errcode_for(&SdkError::Closed, false), ERR_POOL_UNUSABLE);
+        assert_eq!(errcode_for(&SdkError::Closed, false), ERR_BUSY);
+        let lib = SdkError::Library {
+            reason: "cannot load".into(),
+        };
+        assert_eq!(errcode_for(&lib, false), ERR_POOL_UNUSABLE);
     }
 }
