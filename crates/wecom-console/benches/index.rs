@@ -3,8 +3,9 @@
 //! characters, words and phrases, English words, filters, negations, each returning its first page of
 //! records), timeline and transcript page latency, and the process's peak RSS.
 //!
-//! `cargo bench -p wecom-console --bench index` (`WECOM_BENCH_RECORDS=N` for another size,
-//! `WECOM_BENCH_QUERIES=N` for more or fewer queries, `WECOM_BENCH_THREADS=N` index writer threads).
+//! `cargo bench -p wecom-console --bench index [-- --records N --queries N --threads N]` (or
+//! `WECOM_BENCH_RECORDS`, `WECOM_BENCH_QUERIES`, `WECOM_BENCH_THREADS`): 1,000,000 records, 2,000
+//! queries and one index writer thread by default.
 
 mod synth;
 
@@ -19,10 +20,21 @@ use wecom_console::ingest::{self, SourceSpec};
 use wecom_console::query::{self, Filters};
 use wecom_console::view::Anchor;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
+/// `--<flag> N` on the command line, else the environment variable `env`, else `default`.
+fn knob(flag: &str, env: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args
+        .iter()
+        .position(|a| a.strip_prefix("--") == Some(flag))
+        .and_then(|i| args.get(i + 1));
+    from_args
+        .cloned()
+        .or_else(|| std::env::var(env).ok())
+        .map(|v| {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("--{flag} / {env}: {v:?} is not a count"))
+        })
         .unwrap_or(default)
 }
 
@@ -55,9 +67,9 @@ fn report(label: &str, mut times: Vec<Duration>) {
 }
 
 fn main() {
-    let n = env_u64("WECOM_BENCH_RECORDS", 1_000_000);
-    let queries = env_u64("WECOM_BENCH_QUERIES", 2000) as usize;
-    let threads = env_u64("WECOM_BENCH_THREADS", 1) as usize;
+    let n = knob("records", "WECOM_BENCH_RECORDS", 1_000_000);
+    let queries = knob("queries", "WECOM_BENCH_QUERIES", 2000) as usize;
+    let threads = knob("threads", "WECOM_BENCH_THREADS", 1) as usize;
     let root = std::env::var_os("CARGO_TARGET_TMPDIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)

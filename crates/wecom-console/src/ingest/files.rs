@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use wecom_store::StreamLayout;
+
 use crate::error::ConsoleError;
 use crate::index::FilePos;
 
@@ -155,6 +157,16 @@ impl StreamTail {
     }
 }
 
+/// The live stream a directory under the corp's directory holds (`corp`, `room:<id>`), the inverse of
+/// `wecom_store::layout::stream_dir_name`; `None` for replays and anything else.
+fn live_stream(dir_name: &str) -> Option<String> {
+    if dir_name == "corp" {
+        return Some("corp".to_owned());
+    }
+    let room = dir_name.strip_prefix("room-")?;
+    wecom_store::decode_component(room).map(|r| format!("room:{r}"))
+}
+
 /// Every live stream of a corp under the data directory.
 pub struct FilesSource {
     corp_dir: PathBuf,
@@ -176,10 +188,13 @@ impl FilesSource {
             tails: BTreeMap::new(),
         };
         for (name, pos) in positions {
+            let Some(stream) = live_stream(name) else {
+                continue;
+            };
             s.tails.insert(
                 name.clone(),
                 StreamTail {
-                    dir: s.corp_dir.join(name).join("messages"),
+                    dir: StreamLayout::at(s.corp_dir.join(name), &stream).messages_dir(),
                     after: Some(pos.clone()),
                     current: None,
                 },
@@ -206,12 +221,15 @@ impl FilesSource {
                 continue;
             };
             // Live streams only: replays have their own directories and repeat live records.
-            let live = name == "corp" || name.starts_with("room-");
-            if live && entry.path().join("messages").is_dir() && !self.tails.contains_key(&name) {
+            let Some(stream) = live_stream(&name) else {
+                continue;
+            };
+            let messages = StreamLayout::at(entry.path(), &stream).messages_dir();
+            if messages.is_dir() && !self.tails.contains_key(&name) {
                 self.tails.insert(
                     name,
                     StreamTail {
-                        dir: entry.path().join("messages"),
+                        dir: messages,
                         after: None,
                         current: None,
                     },
