@@ -265,6 +265,8 @@ async fn console_in_a_browser_and_under_schemathesis() {
                 .args(["--checks", "not_a_server_error"])
                 .args(["--max-examples", "40", "--workers", "1"])
                 .env("SCHEMATHESIS_HOOKS", "")
+                // it keeps a `.schemathesis/` cache in its working directory
+                .current_dir(tmp.path())
                 .output()
                 .expect("schemathesis runs");
             let text = format!(
