@@ -13,6 +13,7 @@ use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 
 mod check;
 mod replay_cmd;
+mod serve_cmd;
 mod status;
 mod verify_cmd;
 
@@ -126,6 +127,12 @@ enum Command {
         after_help = "Example:\n  wecom-archive man > /usr/local/share/man/man1/wecom-archive.1"
     )]
     Man,
+    /// Serve the review console and the transcript API over the archive (read-only; tokens from
+    /// WECOM_CONSOLE_TOKENS or [console] users).
+    #[command(
+        after_help = "Example:\n  WECOM_CONSOLE_TOKENS='alice:reviewer:TOKEN' wecom-archive serve --config production.toml --listen 127.0.0.1:8800"
+    )]
+    Serve(serve_cmd::ServeArgs),
     /// Start the archive simulator (the project's HTTP archive contract over a generated corpus).
     #[cfg(feature = "sim")]
     #[command(
@@ -301,6 +308,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 .context("writing the man page")
         }
         Command::Check { config } => check::check(&config).await,
+        Command::Serve(args) => serve_cmd::run(args, shutdown_on_signals()).await,
         Command::Gateway { config, listen } => gateway(&config, listen).await,
         #[cfg(feature = "sim")]
         Command::Sim {
