@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Builds the fuzz targets of fuzz/ (a cargo-fuzz project, see docs/fuzzing.md) on the stable toolchain
-# and runs each for a while: first its regression inputs (fuzz/regressions/<target>/), then libFuzzer
-# from its seed corpus (fuzz/corpus/<target>/). Exits non-zero if any target crashes, printing the
-# reproducer path.
+# Runs the fuzz targets of fuzz/ (a cargo-fuzz project, see docs/fuzzing.md) on the stable toolchain.
+# Exits non-zero if any target fails, printing the reproducer path.
 #
-#   scripts/fuzz.sh [--short | --long SECONDS] [TARGET...] [-- LIBFUZZER_FLAG...]
+#   scripts/fuzz.sh [--replay | --short | --long SECONDS] [TARGET...] [-- LIBFUZZER_FLAG...]
 #
-# --short (the default) runs each target a few seconds (WECOM_FUZZ_SHORT_SECS, default 5): cheap
-# enough for every test run. --long SECONDS runs each target that long.
+# --replay (what the test command runs) builds the targets as plain binaries into CARGO_TARGET_DIR,
+# next to the workspace's own build so that they share its compiled dependencies, and runs every
+# regression input (fuzz/regressions/<target>/) and committed seed (fuzz/corpus/<target>/) once: no
+# instrumentation, no cargo-fuzz, no mutation.
+# --short builds with cargo-fuzz (coverage instrumentation and a sanitizer) and runs each target a
+# few seconds (WECOM_FUZZ_SHORT_SECS, default 5) after its regression inputs. --long SECONDS runs
+# each target that long.
 #
 # Slow things are cached under ${WECOM_CACHE_DIR:-$HOME/.cache/wecom-archive}: cargo-fuzz itself and
 # the corpus libFuzzer grows (cache/fuzz-corpus/<target>/; the committed seeds are only read). The
@@ -24,10 +27,12 @@ usage() {
 }
 
 secs=${WECOM_FUZZ_SHORT_SECS:-5}
+mode=fuzz
 targets=()
 extra=()
 while (($#)); do
   case $1 in
+    --replay) mode=replay ;;
     --short) secs=${WECOM_FUZZ_SHORT_SECS:-5} ;;
     --long)
       [[ ${2:-} =~ ^[0-9]+$ ]] || usage
@@ -47,6 +52,47 @@ while (($#)); do
 done
 
 cache=${WECOM_CACHE_DIR:-$HOME/.cache/wecom-archive}
+
+all_targets() {
+  sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^wecom-archive-fuzz$'
+}
+
+if [[ $mode == replay ]]; then
+  ((${#targets[@]})) || mapfile -t targets < <(all_targets)
+  echo "== building ${#targets[@]} fuzz targets (plain, for replay)" >&2
+  bins=()
+  for t in "${targets[@]}"; do bins+=(--bin "$t"); done
+  cargo build --manifest-path fuzz/Cargo.toml --locked "${bins[@]}"
+  bin_dir=${CARGO_TARGET_DIR:-$root/fuzz/target}/debug
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  export WECOM_FUZZ_SCRATCH=$scratch/files
+  mkdir -p "$WECOM_FUZZ_SCRATCH"
+  failed=()
+  total=0
+  for t in "${targets[@]}"; do
+    inputs=()
+    for dir in "fuzz/regressions/$t" "fuzz/corpus/$t"; do
+      [[ -d $dir ]] && mapfile -t -O "${#inputs[@]}" inputs < <(find "$dir" -type f | sort)
+    done
+    ((${#inputs[@]})) || continue
+    total=$((total + ${#inputs[@]}))
+    log=$scratch/$t.log
+    # Given files, a libFuzzer binary runs each once and stops at the first failure.
+    if ! "$bin_dir/$t" "${inputs[@]}" >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
+      echo "FAILED: $t on ${bad:-an input}; reproduce with: $bin_dir/$t ${bad:-<input>}" >&2
+      failed+=("$t")
+    fi
+  done
+  if ((${#failed[@]})); then
+    echo "fuzz replay: ${#failed[@]} target(s) failed: ${failed[*]}"
+    exit 1
+  fi
+  echo "fuzz replay: $total inputs over ${#targets[@]} targets passed"
+  exit 0
+fi
 fuzz_target_dir=${WECOM_FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/fuzz}
 sanitizer=${WECOM_FUZZ_SANITIZER:-address}
 cargo_fuzz_version=0.13.2
