@@ -16,6 +16,9 @@ trap cleanup EXIT
 eval "$(scripts/test-services.sh start)"
 eval "$(scripts/kafka-broker.sh start)"
 eval "$(scripts/fetch-sdk.sh)"
+# The review console's browser test: Debian chromium + ffmpeg + a CJK font, playwright-core (npm) and
+# schemathesis (PyPI venv), cached.
+eval "$(scripts/console-test-deps.sh)"
 # The SDK tests load the stand-in library (a cdylib cannot be a dev-dependency, so build it first).
 cargo build -p wecom-sdk-standin --locked
 

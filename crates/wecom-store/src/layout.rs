@@ -134,15 +134,16 @@ pub fn replay_request_path(root: &Path) -> PathBuf {
     root.join(REPLAY_REQUEST_FILE)
 }
 
-/// The directory name of a stream: `corp`, `room-<encoded roomid>`, or the encoded name of any other.
+/// The directory name of a stream: `corp`, `room-<encoded roomid>`, or `other-<encoded name>` for any
+/// other name. The three shapes cannot meet: a stream literally named `room-x` is `other-room-x`, not the
+/// directory of the room `x`.
 pub fn stream_dir_name(stream: &str) -> Result<String, StoreError> {
     if stream == CORP_STREAM {
         return Ok(CORP_STREAM.to_owned());
     }
     match stream.strip_prefix(ROOM_PREFIX) {
         Some(room) => Ok(format!("room-{}", encode_component(room)?)),
-        // Not `room-…`: an encoded name never contains `:`, so it cannot be a room's directory.
-        None => encode_component(stream),
+        None => Ok(format!("other-{}", encode_component(stream)?)),
     }
 }
 
@@ -161,6 +162,18 @@ pub fn stream_of_cursor_file(file_name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_named_like_a_room_directory_is_not_that_room() {
+        let room = stream_dir_name("room:x").unwrap();
+        let other = stream_dir_name("room-x").unwrap();
+        assert_eq!(room, "room-x");
+        assert_ne!(room, other);
+        assert_ne!(
+            stream_dir_name("corp").unwrap(),
+            stream_dir_name("other-corp").unwrap()
+        );
+    }
 
     #[test]
     fn rooms_whose_names_differ_never_share_a_directory() {
