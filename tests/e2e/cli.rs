@@ -112,7 +112,7 @@ async fn verify_reports_a_clean_archive_and_an_altered_segment() {
     );
 
     // Alter one byte of the first raw segment.
-    let mut segments: Vec<std::path::PathBuf> = walk(&data)
+    let mut segments: Vec<std::path::PathBuf> = crate::support::files_under(&data)
         .into_iter()
         .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
         .collect();
@@ -127,19 +127,4 @@ async fn verify_reports_a_clean_archive_and_an_altered_segment() {
     assert!(!broken.status.success(), "{report}");
     assert!(report.contains("segment_altered"), "{report}");
     server.shutdown().await;
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

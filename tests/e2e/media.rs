@@ -57,17 +57,7 @@ async fn run_with_media_stores_every_attachment_with_the_served_bytes() {
     assert!(checked > 50, "only {checked} media objects in the corpus");
 
     // `status` shows the media side: nothing pending, every object stored, the bytes they hold.
-    let out = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
-        .args(["status", "--json", "--config"])
-        .arg(&path)
-        .output()
-        .expect("status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let v = crate::support::status_json(&path);
     let media = &v["streams"][0]["media"];
     let stored = events
         .iter()
@@ -76,7 +66,10 @@ async fn run_with_media_stores_every_attachment_with_the_served_bytes() {
     assert_eq!(media["objects_stored"].as_u64(), Some(stored), "{v}");
     assert_eq!(media["objects_failed"].as_u64(), Some(0), "{v}");
     assert_eq!(media["backlog"].as_u64(), Some(0), "{v}");
-    let bytes: u64 = walk_sizes(&data.join("objects"));
+    let bytes: u64 = crate::support::files_under(&data.join("objects"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
     assert!(
         media["bytes_stored"]
             .as_u64()
@@ -84,23 +77,6 @@ async fn run_with_media_stores_every_attachment_with_the_served_bytes() {
         "{v}: {bytes} bytes under objects/"
     );
     server.shutdown().await;
-}
-
-fn walk_sizes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| {
-                    let p = e.path();
-                    if p.is_dir() {
-                        walk_sizes(&p)
-                    } else {
-                        e.metadata().map_or(0, |m| m.len())
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// No failed event, and every media reference of an ok item has a stored event whose object under `objects`

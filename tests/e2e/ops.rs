@@ -221,17 +221,7 @@ async fn metrics_scraped_during_a_run_match_the_ground_truth_and_status_agrees()
     terminate(&mut child);
 
     // `status --json` after the run: committed = truth's max, dead letters = the failing fates.
-    let out = Command::new(BIN)
-        .args(["status", "--json", "--config"])
-        .arg(&path)
-        .output()
-        .expect("status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let v = crate::support::status_json(&path);
     assert_eq!(v["corp_id"], "wwsimcorp0001");
     let corp = v["streams"]
         .as_array()

@@ -197,3 +197,33 @@ pub async fn run_with_random_kills(path: &Path, seed: u64, min_kills: u32) {
     let status = run().status().expect("final run");
     assert!(status.success(), "final run exited with {status}");
 }
+
+/// `wecom-archive status --json --config <config>`, which must succeed, parsed.
+pub fn status_json(config: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status json")
+}
+
+/// Every file under `dir`, at any depth (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for p in rd.filter_map(Result::ok).map(|e| e.path()) {
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

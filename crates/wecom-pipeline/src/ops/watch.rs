@@ -231,9 +231,8 @@ impl ProgressLog {
         );
         let events = client.events();
         let new = events.since(&self.last_events);
-        let summary: Vec<String> = new.nonzero().map(|(k, n)| format!("{k}={n}")).collect();
-        if !summary.is_empty() {
-            info!(corp = %probe.corp(), stream = %probe.stream(), interval_secs = secs.round() as u64, events = %summary.join(" "), "archive service: handled in the interval");
+        if !new.is_empty() {
+            info!(corp = %probe.corp(), stream = %probe.stream(), interval_secs = secs.round() as u64, events = %new, "archive service: handled in the interval");
         }
         self.last_at = Instant::now();
         self.last = c;
