@@ -97,7 +97,8 @@ impl Campaign {
     }
 
     /// The key in any case, runs to the end (three tries), `redrive` killed once at a random moment and run
-    /// again to its end, a last run; then no process of the campaign may be left. Every item visible when
+    /// again to its end, a last run, `verify` of the raw archive; then no process of the campaign may be
+    /// left. Every item visible when
     /// the last run starts must be in the outputs after it (`served_up_to`), and so must every item up to
     /// where it caught up.
     pub async fn finish(&mut self, sim: &wecom_sim::SimServer) {
@@ -140,6 +141,15 @@ impl Campaign {
         if !last.succeeded() {
             self.failures
                 .push("the last `run --until-caught-up` failed".into());
+        }
+        if !self
+            .driver
+            .run_to_end("verify", &["verify"], Duration::from_secs(300))
+            .await
+            .succeeded()
+        {
+            self.failures
+                .push("`verify` finds the raw archive not intact after the kills".into());
         }
         let orphans = self.driver.reap_orphans();
         if !orphans.is_empty() {

@@ -106,7 +106,7 @@ async fn chaos_campaign_loses_and_repeats_nothing() {
     let plan = &campaign.plan;
     println!(
         "chaos: seed={} kills={} broker_restarts={} items={} records={} dead_letters={} lost={} duplicated={} \
-         wrong={} media={} media_bad={} media_unchecked={} local_records={} resolved={} early_exits={} secs={}",
+         wrong={} media={} media_bad={} media_unchecked={} slim={} slim_bad={} local_records={} resolved={} early_exits={} secs={}",
         plan.seed,
         campaign.driver.kills,
         campaign.broker.restarts,
@@ -119,6 +119,8 @@ async fn chaos_campaign_loses_and_repeats_nothing() {
         v.media_checked,
         v.media_bad.len(),
         v.media_unchecked,
+        v.slim,
+        v.slim_bad.len(),
         outputs.local_records.len(),
         outputs.resolved.len(),
         campaign.early_exits,
@@ -127,8 +129,16 @@ async fn chaos_campaign_loses_and_repeats_nothing() {
     for p in v.problems.iter().take(40) {
         println!("chaos: {p}");
     }
-    for (seq, what) in v.media_bad.iter().take(20) {
-        println!("chaos: media of seq {seq}: {what}");
+    for (seq, what) in v.media_bad.iter().chain(&v.slim_bad).take(30) {
+        println!("chaos: seq {seq}: {what}");
+    }
+    if !v.notes.is_empty() {
+        println!(
+            "chaos: note: {} records were published to kafka by a run while the local files held only their dead \
+             letter (the local recovery counts a dead letter as the seq being present), e.g. seqs {:?}",
+            v.notes.len(),
+            &v.notes[..v.notes.len().min(12)]
+        );
     }
     failures.extend(v.failures());
     failures.append(&mut campaign.failures);

@@ -19,8 +19,12 @@ pub struct Line {
     pub reason: Option<String>,
     /// Where it is: `partition/offset` in Kafka, `file:line` locally.
     pub at: String,
-    /// The record JSON (local records only: their media references are checked).
+    /// The line's JSON (local lines only: media references and slim bodies are checked against them).
     pub json: Option<serde_json::Value>,
+    /// A slim Kafka line's reference to its full body.
+    pub content_ref: Option<serde_json::Value>,
+    /// A Kafka record published by `redrive` (its `redriven` header).
+    pub redriven: bool,
 }
 
 /// The four outputs and the resolved list.
@@ -44,15 +48,14 @@ pub fn read_all(brokers: &str, prefix: &str, stream_dir: &Path) -> (Outputs, Vec
         })
     };
     let (kafka_records, kafka_dead) = (topic("messages"), topic("deadletter"));
-    let local = |dir: &str, json: bool| {
-        read_local(&stream_dir.join(dir), json)
-            .unwrap_or_else(|e| panic!("reading local {dir}: {e}"))
+    let local = |dir: &str| {
+        read_local(&stream_dir.join(dir)).unwrap_or_else(|e| panic!("reading local {dir}: {e}"))
     };
     let outputs = Outputs {
         kafka_records,
         kafka_dead,
-        local_records: local("messages", true),
-        local_dead: local("deadletter", false),
+        local_records: local("messages"),
+        local_dead: local("deadletter"),
         resolved: read_resolved(&stream_dir.join("deadletter/resolved.ndjson")),
     };
     (outputs, failures)
@@ -144,6 +147,8 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
                     reason: payload["reason_kind"].as_str().map(str::to_string),
                     at: format!("{p}/{off}"),
                     json: None,
+                    content_ref: payload.get("content_ref").filter(|v| !v.is_null()).cloned(),
+                    redriven: header("redriven").is_some(),
                 });
             }
         }
@@ -152,7 +157,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
 }
 
 /// Every line of the `seg-*.ndjson` files of `dir`, in file order.
-pub fn read_local(dir: &Path, keep_json: bool) -> Result<Vec<Line>, String> {
+pub fn read_local(dir: &Path) -> Result<Vec<Line>, String> {
     let mut files: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
@@ -187,7 +192,9 @@ pub fn read_local(dir: &Path, keep_json: bool) -> Result<Vec<Line>, String> {
                 msgid: v["msgid"].as_str().unwrap_or_default().to_string(),
                 reason: v["reason_kind"].as_str().map(str::to_string),
                 at: format!("{name}:{}", i + 1),
-                json: keep_json.then_some(v),
+                json: Some(v),
+                content_ref: None,
+                redriven: false,
             });
         }
     }

@@ -48,8 +48,15 @@ pub struct Verdict {
     pub media_unchecked: usize,
     /// Media missing or not byte-identical, as (seq, what).
     pub media_bad: Vec<(u64, String)>,
+    /// Kafka lines published slim (their full body in object storage).
+    pub slim: usize,
+    /// Slim lines whose full body is missing or is not the local line, as (seq, what).
+    pub slim_bad: Vec<(u64, String)>,
     /// One line per problem, most telling first.
     pub problems: Vec<String>,
+    /// Records a run (not a redrive) published to Kafka while the local files held only the item's dead
+    /// letter: the local output had no record until a redrive wrote one.
+    pub notes: Vec<u64>,
 }
 
 impl Verdict {
@@ -159,6 +166,10 @@ pub fn judge(
                     v.wrong.insert(t.seq);
                     why.push("its local dead letter is not marked resolved".into());
                 }
+                if n[3] > 0 && got[0].iter().any(|l| !l.redriven) {
+                    // a run published the record while the files held the dead letter only
+                    v.notes.push(t.seq);
+                }
             }
             Expect::Dead(reason) => {
                 for i in [1, 3] {
@@ -229,7 +240,52 @@ pub fn judge(
         }
     }
     check_media(truth, &out.local_records, objects, &mut v);
+    for (kafka, local) in [
+        (&out.kafka_records, &outputs[2].1),
+        (&out.kafka_dead, &outputs[3].1),
+    ] {
+        for l in kafka {
+            if let Some(cr) = &l.content_ref {
+                v.slim += 1;
+                let full = local.get(&l.seq).and_then(|ls| ls[0].json.as_ref());
+                if let Err(e) = check_slim(cr, full) {
+                    v.slim_bad
+                        .push((l.seq, format!("slim line at {}: {e}", l.at)));
+                }
+            }
+        }
+    }
     v
+}
+
+/// The full body a slim line refers to is there, with the size and sha256 it announces, and is the line the
+/// local files hold for that seq.
+fn check_slim(cr: &serde_json::Value, local: Option<&serde_json::Value>) -> Result<(), String> {
+    let location = cr["location"].as_str().unwrap_or_default();
+    let path = location
+        .strip_prefix("file://")
+        .ok_or_else(|| format!("content_ref {cr}: only file:// locations are checked here"))?;
+    let mut path = std::path::PathBuf::from(path);
+    if path.is_dir() {
+        path = path.join(cr["object_key"].as_str().unwrap_or_default());
+    }
+    let body = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body));
+    if Some(body.len() as u64) != cr["size"].as_u64() || Some(sha.as_str()) != cr["sha256"].as_str()
+    {
+        return Err(format!(
+            "{} holds {} bytes with sha256 {sha}, content_ref says {cr}",
+            path.display(),
+            body.len()
+        ));
+    }
+    let full: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
+    match local {
+        None => Err("no local line to compare its full body with".into()),
+        Some(l) if *l != full => Err(format!("{} differs from the local line", path.display())),
+        Some(_) => Ok(()),
+    }
 }
 
 /// One line per problem; consecutive items with the same problem (everything after a stall, everything a
