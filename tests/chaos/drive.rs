@@ -287,16 +287,46 @@ impl Driver {
     /// which every process of the campaign is gone.
     pub fn reap_orphans(&mut self) -> Vec<i32> {
         let mut alive = Vec::new();
-        for &g in &self.groups {
-            // the groups of processes we started (signal 0 only asks whether any member is left)
-            let group = format!("-{g}");
-            if signal("-0", &group) {
+        for g in std::mem::take(&mut self.groups) {
+            let members = our_members(g, &self.bin);
+            if !members.is_empty() {
                 alive.push(g);
-                signal("-KILL", &group);
+            }
+            for pid in members {
+                signal("-KILL", &pid.to_string());
             }
         }
         alive
     }
+}
+
+impl Drop for Driver {
+    /// A campaign cut short by a panic leaves no process of its own behind (after `reap_orphans` there is
+    /// nothing left to end).
+    fn drop(&mut self) {
+        self.reap_orphans();
+    }
+}
+
+/// The processes of group `pgid` running `bin` (ours: a pid of a finished process may have been reused).
+fn our_members(pgid: i32, bin: &Path) -> Vec<u32> {
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let bin = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
+    proc.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces, so split after the last ')'
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let pgrp = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|p| p.parse::<i32>().ok());
+            pgrp == Some(pgid)
+                && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin)
+        })
+        .collect()
 }
 
 fn note_push(note: &mut String, text: &str) {
