@@ -61,11 +61,13 @@ impl Campaign {
     pub async fn chaos(&mut self) {
         let plan = self.plan.clone();
         let deadline = Instant::now() + Duration::from_secs(plan.chaos_deadline_secs);
+        let mut stalled = 0u64;
         while self.driver.kills < plan.kills && Instant::now() < deadline {
             if !self.key_added && self.driver.kills >= plan.kills / 2 {
                 self.add_key("");
             }
-            let life = self.rng.gen_range(plan.run_ms.0..=plan.run_ms.1);
+            let life = self.rng.gen_range(plan.run_ms.0..=plan.run_ms.1) + stalled.min(5) * 2_000;
+            let cursor = self.driver.cursor();
             let restarts = self.broker.restarts;
             let due = restarts < plan.broker_restarts
                 && self.driver.kills >= (restarts + 1) * plan.kills / (plan.broker_restarts + 1);
@@ -81,6 +83,11 @@ impl Campaign {
                 self.early_exits += 1;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            stalled = if self.driver.cursor() == cursor {
+                stalled + 1
+            } else {
+                0
+            };
         }
         if self.driver.kills < plan.kills {
             self.failures.push(format!(

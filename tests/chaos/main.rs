@@ -93,9 +93,16 @@ async fn chaos_campaign_loses_and_repeats_nothing() {
         served.iter().map(|t| t.media.len()).sum::<usize>(),
     );
 
+    let reading = Instant::now();
     let (outputs, mut failures) = tokio::task::block_in_place(|| {
         readback::read_all(&address, &prefix, &data.join("wwsimcorp0001/corp"))
     });
+    println!(
+        "chaos: read back {} kafka and {} local lines in {:.1} s",
+        outputs.kafka_records.len() + outputs.kafka_dead.len(),
+        outputs.local_records.len() + outputs.local_dead.len(),
+        reading.elapsed().as_secs_f64()
+    );
     let v = verdict::judge(
         &served,
         &truth,

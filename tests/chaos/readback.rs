@@ -61,6 +61,9 @@ pub fn read_all(brokers: &str, prefix: &str, stream_dir: &Path) -> (Outputs, Vec
     (outputs, failures)
 }
 
+/// How long reading one topic to its end may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Every record of `topic`, partition by partition, from the first offset to the high watermark taken when
 /// the read began.
 pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
@@ -70,6 +73,9 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
+        // few, big fetches: each one costs the broker a query of its storage
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "67108864")
         .create()
         .map_err(|e| format!("consumer: {e}"))?;
     let timeout = Duration::from_secs(20);
@@ -103,12 +109,18 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
         .assign(&tpl)
         .map_err(|e| format!("assign {topic}: {e}"))?;
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut next: BTreeMap<i32, i64> = ends.keys().map(|&p| (p, 0)).collect();
+    let deadline = Instant::now() + READ_TIMEOUT;
     while !ends.is_empty() {
         if Instant::now() > deadline {
+            let left: Vec<String> = ends
+                .iter()
+                .map(|(p, end)| format!("{p} at offset {} of {end}", next[p]))
+                .collect();
             return Err(format!(
-                "{topic}: partitions {:?} not read to their end within 180 s",
-                ends.keys().collect::<Vec<_>>()
+                "{topic}: not read to the end within {} s: partition {}",
+                READ_TIMEOUT.as_secs(),
+                left.join(", partition ")
             ));
         }
         match consumer.poll(Duration::from_millis(500)) {
@@ -119,6 +131,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
             Some(Err(e)) => return Err(format!("{topic}: {e}")),
             Some(Ok(m)) => {
                 let (p, off) = (m.partition(), m.offset());
+                next.insert(p, off + 1);
                 if ends.get(&p).is_some_and(|&end| off + 1 >= end) {
                     ends.remove(&p);
                 }
