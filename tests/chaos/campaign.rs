@@ -66,7 +66,7 @@ impl Campaign {
             if !self.key_added && self.driver.kills >= plan.kills / 2 {
                 self.add_key("");
             }
-            let life = self.rng.gen_range(plan.run_ms.0..=plan.run_ms.1) + stalled.min(5) * 2_000;
+            let life = self.rng.gen_range(plan.run_ms.0..=plan.run_ms.1) + stalled.min(12) * 5_000;
             let cursor = self.driver.cursor();
             let restarts = self.broker.restarts;
             let due = restarts < plan.broker_restarts

@@ -18,8 +18,8 @@ pub struct Plan {
     pub kills: u32,
     /// Broker restarts, spread over the kills.
     pub broker_restarts: u32,
-    /// A run lives this long (ms, uniform) before its SIGKILL; 2 s longer for each run in a row that
-    /// committed nothing (a slow page, a loaded machine), so that the campaign moves on.
+    /// A run lives this long (ms, uniform) before its SIGKILL; 5 s longer (up to a minute) for each run in a
+    /// row that committed nothing (a slow page, a slow broker, a loaded machine), so the campaign moves on.
     pub run_ms: (u64, u64),
     /// Items per `get_chat_data` page: small pages mean many commits between kills.
     pub page_limit: u32,
@@ -51,13 +51,15 @@ impl Plan {
             });
         let long = std::env::var("WECOM_CHAOS_LONG").is_ok_and(|v| v == "1" || v == "true");
         if long {
+            // tansu's SQLite storage slows down as it grows: at ~45,000 records (80 MB) its fetches and even
+            // metadata requests time out, so the long mode stays well below that
             Plan {
                 seed,
                 long,
-                messages: 10_000,
-                live_rate: 25.0,
+                messages: 8_000,
+                live_rate: 5.0,
                 kills: 100,
-                broker_restarts: 8,
+                broker_restarts: 6,
                 run_ms: (300, 6_000),
                 page_limit: 100,
                 big_every: 1_000,
