@@ -5,11 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use tokio_util::sync::CancellationToken;
-use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 use wecom_sim::Fate;
 
 use crate::kafka::{consume_all, header, kafka_section, unique};
-use crate::support::{sim, write_config};
+use crate::support::{load_and_run, set_sink_kind, sim, write_config};
 
 fn records(dir: &std::path::Path) -> BTreeMap<u64, serde_json::Value> {
     let mut out = BTreeMap::new();
@@ -40,20 +39,8 @@ async fn revoke_records_and_recall_events_link_the_recalled_message_both_ways() 
     let data = tmp.path().join("data");
     let kafka = format!("{}recalls = \"{prefix}.recalls\"\n", kafka_section(&prefix));
     let path = write_config(tmp.path(), &server.base_url(), &data, &kafka);
-    let text = std::fs::read_to_string(&path)
-        .expect("config")
-        .replace("[sink]", "[sink]\nkind = \"both\"");
-    std::fs::write(&path, text).expect("config");
-    let cfg = Config::load(&path).expect("config");
-    let source = Source::connect(&cfg).await.expect("source");
-    let opts = RunOptions {
-        stream: StreamSel::Corp,
-        follow: false,
-        progress: false,
-    };
-    wecom_pipeline::run(&cfg, &source, &opts, CancellationToken::new())
-        .await
-        .expect("run");
+    set_sink_kind(&path, "both");
+    let (cfg, source, _) = load_and_run(&path).await;
 
     let truth = server.truth();
     // Only records are indexed: a recalled item that was dead-lettered is not found.
