@@ -15,6 +15,7 @@ pub mod error;
 mod fetch;
 mod lock;
 pub mod media;
+pub mod notify;
 pub mod ops;
 pub mod outputs;
 pub mod process;
