@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod errors;
 mod kafka;
+mod kafka_loss;
 mod media;
 mod ops;
 mod pipeline;

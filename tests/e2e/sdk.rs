@@ -189,3 +189,49 @@ async fn check_loads_the_real_sdk_library_in_a_worker() {
     assert!(stdout.contains("libnot-the-sdk.so"), "{stdout}");
     server.shutdown().await;
 }
+
+/// The decrypt stage sends a chunk per SDK call (one batch frame to a worker). An item that aborts the
+/// worker mid-batch is dead-lettered as `sdk_crashed`, alone: every other item of its batch is a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_crashes_the_sdk_mid_batch_is_the_only_dead_letter() {
+    let faults = wecom_sim::FaultConfig {
+        sdk_crash_marker: 0.01,
+        ..wecom_sim::FaultConfig::default()
+    };
+    let server = sim(47, 800, faults).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let path = write_config(
+        tmp.path(),
+        &server.base_url(),
+        &data,
+        &sdk_section(&standin_lib(), &server.base_url()),
+    );
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("[keys]", "[cipher]\nkind = \"sdk\"\n\n[keys]");
+    std::fs::write(&path, text).expect("config");
+    run_bin(&path);
+    let truth = server.truth();
+    let crashing: Vec<u64> = truth
+        .iter()
+        .filter(|t| t.sdk_crash)
+        .map(|t| t.seq)
+        .collect();
+    assert!(
+        crashing.len() >= 3,
+        "the corpus should mark items: {crashing:?}"
+    );
+    let out = read_output(&data);
+    assert_eq!(out.len(), truth.len(), "every seq once");
+    for t in &truth {
+        let seen = &out[&t.seq];
+        let want = if t.sdk_crash {
+            Some("sdk_crashed")
+        } else {
+            None
+        };
+        assert_eq!(seen.dead_reason.as_deref(), want, "seq {}", t.seq);
+    }
+    server.shutdown().await;
+}

@@ -245,14 +245,37 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 follow: !until_caught_up,
                 progress: true,
             };
-            let media = match wecom_pipeline::media::start(&cfg, &source, &opts.stream).await {
+            // The media worker follows the record files: it starts once the run has recovered them.
+            let recovered = std::sync::Arc::new(tokio::sync::Notify::new());
+            let stop = signals.child_token();
+            let (media, result) = {
+                let mut run = std::pin::pin!(wecom_pipeline::run::run_notifying(
+                    &cfg,
+                    &source,
+                    &opts,
+                    stop.clone(),
+                    recovered.clone(),
+                ));
+                tokio::select! {
+                    () = recovered.notified() => {
+                        match wecom_pipeline::media::start(&cfg, &source, &opts.stream).await {
+                            Ok(media) => (Ok(media), run.await),
+                            Err(e) => {
+                                stop.cancel();
+                                (Err(e), run.await)
+                            }
+                        }
+                    }
+                    r = &mut run => (Ok(None), r),
+                }
+            };
+            let media = match media {
                 Ok(m) => m,
                 Err(e) => {
                     source.shutdown().await;
                     return Err(e.into());
                 }
             };
-            let result = wecom_pipeline::run(&cfg, &source, &opts, signals).await;
             // A batch run drains the media still pending; a stopped live run leaves it for next time.
             let media = match media {
                 Some(m) => Some(m.finish(until_caught_up && result.is_ok()).await),

@@ -455,6 +455,7 @@ pub fn records(n: u64, seed: u64) -> impl Iterator<Item = Record> {
                 name: name.clone(),
                 member_count: conv.members.len() as u32,
             }),
+            content_ref: None,
         }
     })
 }

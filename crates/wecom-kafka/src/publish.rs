@@ -79,9 +79,15 @@ impl KafkaSink {
     /// the topics: stop without moving the cursor and `recover` on the next start; never re-publish the same
     /// lines blindly.
     pub async fn publish(&self, lines: Vec<PublishLine>) -> Result<(), KafkaError> {
+        self.publish_slice(&lines).await
+    }
+
+    /// [`KafkaSink::publish`] over borrowed lines, so that after a [`KafkaError::RecordTooLarge`] the caller
+    /// still has the lines to publish the rest with.
+    pub async fn publish_slice(&self, lines: &[PublishLine]) -> Result<(), KafkaError> {
         let limit = self.max_record_bytes();
         let mut headers = Vec::with_capacity(lines.len());
-        for line in &lines {
+        for line in lines {
             headers.push(record_headers(line)?);
             let bytes = line.record_bytes();
             if bytes > limit {

@@ -56,6 +56,26 @@ pub struct Record {
     /// Room name and size when the pipeline knows them; [`normalize`] leaves it `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<RoomSummary>,
+    /// Set only on a **slim** record: one too big for the Kafka topic. The full record (this record with
+    /// `content` and `text` whole) is the object named here; in the slim one `content` is `unknown` with an
+    /// empty payload, `text` is cut with a marker, and when even that is too big `media` and `to` are
+    /// empty too. The local record files always hold the full record. [`normalize`] leaves it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_ref: Option<ContentRef>,
+}
+
+/// Where the full body of a slim record or dead letter is: an object in the archive's object store,
+/// written (and acknowledged by the store) before the slim line was published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ContentRef {
+    /// The object's key in the `[archive.store]` (its prefix not included).
+    pub object_key: String,
+    /// Where the object is (`file:///…`, `s3://bucket/…`).
+    pub location: String,
+    /// Lowercase hex SHA-256 of the object's bytes: the full JSON line, without its newline.
+    pub sha256: String,
+    /// The object's size in bytes.
+    pub size: u64,
 }
 
 /// What a record says about its room.
@@ -242,6 +262,7 @@ pub fn normalize(ctx: &NormalizeContext<'_>, msg: &Message) -> Record {
         text: msg.content.plain_text(),
         key_version: ctx.key_version,
         room: None,
+        content_ref: None,
     }
 }
 
@@ -291,6 +312,10 @@ pub struct DeadLetter {
     /// Human-readable; never carries key material.
     pub reason: String,
     pub item: ChatDataItem,
+    /// Set only on a slim dead letter (too big for the Kafka topic): `item.encrypt_chat_msg` is empty
+    /// here, and the full dead letter is the object named here. See [`Record::content_ref`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_ref: Option<ContentRef>,
 }
 
 impl DeadLetter {
@@ -311,6 +336,7 @@ impl DeadLetter {
             reason_kind,
             reason: reason.into(),
             item,
+            content_ref: None,
         }
     }
 }

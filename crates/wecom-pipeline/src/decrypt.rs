@@ -1,6 +1,8 @@
 //! The decrypt stage: pages are cut into chunks, at most `workers` chunks are decrypted and normalized at
 //! once on blocking threads (the RSA unwrap is the pipeline's physical limit and never runs on the async
-//! reactor), and the results come back in seq order, reassembled into pages for the sink stage.
+//! reactor; a chunk is one cipher call, see [`Processor::process_chunk`]), and the results come back in seq
+//! order, reassembled into pages for the sink stage. A chunk that fails (its cipher kept failing
+//! transiently) ends the stage: the pages before it are still written and committed, nothing after.
 
 use std::sync::Arc;
 
@@ -71,11 +73,12 @@ pub(crate) async fn decrypt_pages(
                 let permit = permits.acquire_owned().await;
                 let out = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    items
-                        .iter()
-                        .map(|i| p.process(i))
-                        .filter(|o| keep.as_ref().is_none_or(|k| k(o)))
-                        .collect::<Vec<Processed>>()
+                    p.process_chunk(&items).map(|lines| {
+                        lines
+                            .into_iter()
+                            .filter(|o| keep.as_ref().is_none_or(|k| k(o)))
+                            .collect::<Vec<Processed>>()
+                    })
                 })
                 .await;
                 (out, end)
@@ -86,7 +89,7 @@ pub(crate) async fn decrypt_pages(
 
     let mut pending: Vec<Processed> = Vec::new();
     while let Some((lines, end)) = results.next().await {
-        let lines = lines.map_err(|e| PipelineError::internal(&corp_id, &stream, e))?;
+        let lines = lines.map_err(|e| PipelineError::internal(&corp_id, &stream, e))??;
         probe.decrypted(&lines);
         pending.extend(lines);
         let Some(cursor_after) = end else { continue };

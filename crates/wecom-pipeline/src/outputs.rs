@@ -5,6 +5,9 @@
 //! holds (the local sink from its segment tails, Kafka from the topics themselves), and a page's line is
 //! skipped for an output that already has it. Dead letters are always written locally too (redrive reads them
 //! there), and also published when Kafka is configured.
+//!
+//! A line too big for the Kafka topic is published slim, its full body in object storage first
+//! (`oversize.rs`); a redrive writes to every output exactly once through an intent (`intent.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,17 @@ use wecom_store::{CursorStore, LocalSink, SinkOptions, StreamLayout};
 use crate::config::{SinkKind, Validated};
 use crate::error::PipelineError;
 use crate::lock::StreamLock;
+use crate::oversize::Oversize;
 use crate::process::Processed;
+
+/// What a redrive's write did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedriveWritten {
+    /// Lines an earlier, interrupted redrive had already written (found through its intent).
+    pub already_written: u64,
+    /// Lines published to Kafka slim.
+    pub slimmed: u64,
+}
 
 /// What one page did to the outputs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,6 +38,8 @@ pub struct PageOutcome {
     pub dead_letters: u64,
     /// Lines every output already held (written before a crash, after the last commit).
     pub skipped: u64,
+    /// Lines published to Kafka slim (too big for the topic; their full body is in object storage).
+    pub slimmed: u64,
 }
 
 struct KafkaOut {
@@ -32,11 +47,13 @@ struct KafkaOut {
     /// What the topics already hold past the cursor: records and dead letters apart, so a seq that was
     /// dead-lettered before a crash and decrypts now (the key was added) is still published as a record.
     present: wecom_kafka::Recovered,
+    oversize: Oversize,
 }
 
 pub struct Outputs {
     corp_id: String,
     stream: String,
+    layout: StreamLayout,
     /// Whether records go to the local segment files (dead letters always do).
     local_records: bool,
     local: Arc<Mutex<LocalSink>>,
@@ -85,7 +102,12 @@ impl Outputs {
                     .await
                     .map_err(|e| kafka_err(&corp_id, &stream, e))?;
                 info!(corp = %corp_id, stream = %stream, after_seq = start, records_in_kafka = present.records.len(), dead_letters_in_kafka = present.dead_letters.len(), "kafka sink recovered");
-                Some(KafkaOut { sink, present })
+                let oversize = Oversize::open(cfg, &stream)?;
+                Some(KafkaOut {
+                    sink,
+                    present,
+                    oversize,
+                })
             }
             _ => None,
         };
@@ -94,6 +116,7 @@ impl Outputs {
             Self {
                 corp_id,
                 stream,
+                layout: layout.clone(),
                 local_records: cfg.sink_kind != SinkKind::Kafka,
                 local: Arc::new(Mutex::new(local)),
                 local_present,
@@ -154,14 +177,7 @@ impl Outputs {
 
         // Kafka first: its acknowledgement takes longest, and a fatal broker error then leaves the local
         // files untouched for this page too.
-        if let Some(k) = &self.kafka {
-            if !kafka_lines.is_empty() {
-                k.sink
-                    .publish(kafka_lines)
-                    .await
-                    .map_err(|e| kafka_err(&self.corp_id, &self.stream, e))?;
-            }
-        }
+        outcome.slimmed = self.publish(kafka_lines).await?;
         let local = self.local.clone();
         let cursors = self.cursors.clone();
         let stream = self.stream.clone();
@@ -192,25 +208,139 @@ impl Outputs {
         .map_err(|source| self.store_err(source))
     }
 
+    /// Publishes `lines` to Kafka in order, each line too big for the topic slim (its full body stored
+    /// first). Returns how many went slim.
+    async fn publish(&self, mut lines: Vec<PublishLine>) -> Result<u64, PipelineError> {
+        let Some(k) = &self.kafka else {
+            return Ok(0);
+        };
+        let mut slimmed = 0;
+        let mut is_slim = vec![false; lines.len()];
+        let mut from = 0;
+        while from < lines.len() {
+            let limit = k.sink.max_record_bytes();
+            for (line, slim) in lines[from..].iter_mut().zip(&mut is_slim[from..]) {
+                if !*slim && line.record_bytes() > limit {
+                    *line = k.oversize.slim(line, limit).await?;
+                    *slim = true;
+                    slimmed += 1;
+                    info!(corp = %self.corp_id, stream = %self.stream, seq = line.seq, limit, "a line too big for the kafka topic is published slim; its full body is in the archive store");
+                }
+            }
+            match k.sink.publish_slice(&lines[from..]).await {
+                Ok(()) => break,
+                // The lines before `published` are acknowledged and none after was sent; the sink lowered
+                // its limit below the refused line, which is slimmed on the next round.
+                Err(wecom_kafka::KafkaError::RecordTooLarge { published, .. })
+                    if !is_slim.get(from + published).copied().unwrap_or(true) =>
+                {
+                    from += published;
+                }
+                Err(e) => return Err(kafka_err(&self.corp_id, &self.stream, e)),
+            }
+        }
+        Ok(slimmed)
+    }
+
     /// Redrive: writes records recovered from dead letters (their original seqs, at or below the cursor)
-    /// to the record files, then marks their dead letters resolved, once the records are durable.
+    /// to every output — the record files unless `sink.kind = "kafka"`, the messages topic with the
+    /// `redriven` header — exactly once (see `intent.rs`), then marks their dead letters resolved.
     pub async fn write_redriven(
         &mut self,
-        lines: Vec<wecom_store::OutputLine>,
-    ) -> Result<(), PipelineError> {
-        if lines.is_empty() {
-            return Ok(());
+        lines: Vec<Processed>,
+    ) -> Result<RedriveWritten, PipelineError> {
+        let mut written = RedriveWritten::default();
+        let seqs: BTreeSet<u64> = lines.iter().map(|p| p.line.seq).collect();
+        let layout = self.layout.clone();
+        let prev = self.blocking(move || crate::intent::load(&layout)).await?;
+        if lines.is_empty() && prev.is_none() {
+            return Ok(written);
         }
+        // A leftover intent keeps its (earlier) positions: everything since is read back below.
+        let intent = match prev.clone() {
+            Some(mut p) => {
+                p.seqs.extend(seqs.iter().copied());
+                p
+            }
+            None => crate::intent::Intent {
+                seqs: seqs.clone(),
+                local_end: {
+                    let dir = self.layout.messages_dir();
+                    self.blocking(move || crate::intent::local_end(&dir))
+                        .await?
+                },
+                kafka_end: match &self.kafka {
+                    Some(k) => Some(
+                        k.sink
+                            .end_offsets(wecom_kafka::LineKind::Record)
+                            .await
+                            .map_err(|e| kafka_err(&self.corp_id, &self.stream, e))?,
+                    ),
+                    None => None,
+                },
+            },
+        };
+        let (layout, stored) = (self.layout.clone(), intent.clone());
+        self.blocking(move || crate::intent::store(&layout, &stored))
+            .await?;
+        let (mut in_local, mut in_kafka) = (BTreeSet::new(), BTreeSet::new());
+        if prev.is_some() {
+            let (dir, end, cands) = (self.layout.messages_dir(), intent.local_end, seqs.clone());
+            in_local = self
+                .blocking(move || crate::intent::local_since(&dir, end, &cands))
+                .await?;
+            if let (Some(k), Some(end)) = (&self.kafka, &intent.kafka_end) {
+                in_kafka = k
+                    .sink
+                    .published_since(end, &self.corp_id, &self.stream, &seqs)
+                    .await
+                    .map_err(|e| kafka_err(&self.corp_id, &self.stream, e))?;
+            }
+            written.already_written = in_local.len().max(in_kafka.len()) as u64;
+        }
+
+        let mut kafka_lines = Vec::new();
+        let mut local_lines = Vec::new();
+        for p in lines {
+            if self.kafka.is_some() && !in_kafka.contains(&p.line.seq) {
+                let mut headers = self.headers(&p);
+                headers.push((wecom_kafka::HEADER_REDRIVEN.to_string(), "true".to_string()));
+                kafka_lines.push(PublishLine {
+                    kind: wecom_kafka::LineKind::Record,
+                    seq: p.line.seq,
+                    key: p.key.clone(),
+                    headers,
+                    payload: p.line.json.clone(),
+                });
+            }
+            if self.local_records && !in_local.contains(&p.line.seq) {
+                local_lines.push(p.line);
+            }
+        }
+        written.slimmed = self.publish(kafka_lines).await?;
         let local = self.local.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), wecom_store::StoreError> {
+        let layout = self.layout.clone();
+        let resolve: Vec<u64> = seqs.iter().copied().collect();
+        self.blocking(move || {
             let mut sink = local.lock().unwrap_or_else(|p| p.into_inner());
-            let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
-            sink.write_batch(&lines)?;
-            sink.append_resolved(&seqs)
+            if !local_lines.is_empty() {
+                sink.write_batch(&local_lines)?;
+            }
+            sink.append_resolved(&resolve)?;
+            crate::intent::remove(&layout)
         })
-        .await
-        .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
-        .map_err(|source| self.store_err(source))
+        .await?;
+        Ok(written)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, wecom_store::StoreError> + Send + 'static,
+    ) -> Result<T, PipelineError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
+            .map_err(|source| self.store_err(source))
     }
 
     fn store_err(&self, source: wecom_store::StoreError) -> PipelineError {

@@ -2,19 +2,22 @@
 //!
 //! The processor and the outputs are built exactly as a run builds them (`Processor::new`,
 //! `Outputs::open`: the stream's lock, its cursor, every output recovered). Dead-letter lines are
-//! immutable: an item that now decrypts is written as a normal record with its original seq, and its seq
-//! is appended to the resolved list only after the record is durable; an item that still fails stays where
-//! it is. Running redrive twice therefore never writes a record twice.
+//! immutable: an item that now decrypts is written as a normal record with its original seq to every
+//! configured output (the record files, the Kafka messages topic with the `redriven` header), and its seq
+//! is appended to the resolved list only after every output acknowledged; an item that still fails stays
+//! where it is. Running redrive twice, or again after a crash, never writes a record twice (the intent of
+//! `intent.rs`). For a Kafka consumer: a dead letter for seq S may later be followed by the record for S.
 
 use std::collections::BTreeSet;
 
+use wecom_model::api::ChatDataItem;
 use wecom_model::record::DeadLetter;
 use wecom_store::{LineKind, StreamLayout};
 
 use crate::config::{CipherKind, Validated};
 use crate::error::PipelineError;
 use crate::outputs::Outputs;
-use crate::process::Processor;
+use crate::process::{Processed, Processor};
 use crate::stream::StreamSel;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -24,6 +27,10 @@ pub struct RedriveSummary {
     pub examined: u64,
     /// Now records in the messages output.
     pub recovered: u64,
+    /// Of those, already written by an earlier redrive that was interrupted.
+    pub already_written: u64,
+    /// Of those, published to Kafka slim (too big for the topic).
+    pub slimmed: u64,
     /// Still failing (they stay dead letters).
     pub still_dead: u64,
 }
@@ -48,8 +55,12 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
                 .await
                 .map_err(|e| PipelineError::internal(&corp_id, &name, e))?
                 .map_err(|e| e.in_stream(&corp_id, &name))?;
-        outputs.write_redriven(lines).await?;
-        Ok(summary)
+        let written = outputs.write_redriven(lines).await?;
+        Ok(RedriveSummary {
+            already_written: written.already_written,
+            slimmed: written.slimmed,
+            ..summary
+        })
     }
     .await;
     if let Some(pool) = pool {
@@ -58,23 +69,36 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
     result
 }
 
-/// Runs every unresolved dead letter of `layout` through `processor`; returns the summary and the lines
-/// of the items that became records.
+/// Runs every unresolved dead letter of `layout` through `processor`; returns the summary and the items
+/// that became records.
 fn reprocess(
     layout: &StreamLayout,
     processor: &Processor,
     resolved: &BTreeSet<u64>,
-) -> Result<(RedriveSummary, Vec<wecom_store::OutputLine>), PipelineError> {
+) -> Result<(RedriveSummary, Vec<Processed>), PipelineError> {
+    const CHUNK: usize = 256;
     let mut summary = RedriveSummary {
         stream: layout.stream().to_string(),
         ..RedriveSummary::default()
     };
     let mut lines = Vec::new();
-    let mut recovered = BTreeSet::new();
+    let mut seen = BTreeSet::new();
     let dir = layout.deadletter_dir();
     if !dir.is_dir() {
         return Ok((summary, lines));
     }
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut flush = |chunk: &mut Vec<ChatDataItem>, summary: &mut RedriveSummary| {
+        for out in processor.process_chunk(chunk)? {
+            if out.dead.is_none() && out.line.kind == LineKind::Record {
+                lines.push(out);
+            } else {
+                summary.still_dead += 1;
+            }
+        }
+        chunk.clear();
+        Ok::<_, PipelineError>(())
+    };
     for line in wecom_store::read_lines(&dir)? {
         let line = line?;
         let dl: DeadLetter =
@@ -83,18 +107,16 @@ fn reprocess(
                 stream: processor.stream.to_string(),
                 reason: format!("unreadable dead-letter line: {e}"),
             })?;
-        if resolved.contains(&dl.seq) || recovered.contains(&dl.seq) {
+        if resolved.contains(&dl.seq) || !seen.insert(dl.seq) {
             continue;
         }
         summary.examined += 1;
-        let out = processor.process(&dl.item);
-        if out.dead.is_none() && out.line.kind == LineKind::Record {
-            recovered.insert(dl.seq);
-            lines.push(out.line);
-        } else {
-            summary.still_dead += 1;
+        chunk.push(dl.item);
+        if chunk.len() == CHUNK {
+            flush(&mut chunk, &mut summary)?;
         }
     }
-    summary.recovered = recovered.len() as u64;
+    flush(&mut chunk, &mut summary)?;
+    summary.recovered = lines.len() as u64;
     Ok((summary, lines))
 }

@@ -145,13 +145,26 @@ pub async fn replay(
                     "--sink kafka needs a [kafka] section in the config".into()
                 ));
             };
-            if topic == &kafka.topics.messages || topic == &kafka.topics.deadletter {
-                return Err(bad(format!(
-                    "--topic {topic} is a live topic; a replay needs a topic of its own"
-                )));
+            let deadletter = format!("{topic}.deadletter");
+            let live = [
+                ("topics.messages", Some(&kafka.topics.messages)),
+                ("topics.media", Some(&kafka.topics.media)),
+                ("topics.deadletter", Some(&kafka.topics.deadletter)),
+                ("cursor_topic", kafka.cursor_topic.as_ref()),
+            ];
+            for (key, live) in live {
+                let Some(live) = live else { continue };
+                for (what, ours) in [("records", topic), ("dead letters", &deadletter)] {
+                    if ours == live {
+                        return Err(bad(format!(
+                            "--topic {topic}: the replay's {what} would go to {ours}, the live [kafka] {key}; \
+                             a replay needs topics of its own (e.g. --topic {topic}.replay)"
+                        )));
+                    }
+                }
             }
             kafka.topics.messages = topic.clone();
-            kafka.topics.deadletter = format!("{topic}.deadletter");
+            kafka.topics.deadletter = deadletter;
             rcfg.sink_kind = SinkKind::Kafka;
         }
     }

@@ -77,6 +77,8 @@ impl Default for RoomsConfig {
     }
 }
 
+const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+
 impl RoomsConfig {
     /// Rejects settings that would turn the cache into a call per message.
     pub fn validate(&self) -> Result<(), String> {
@@ -84,6 +86,13 @@ impl RoomsConfig {
             return Err(
                 "ttl_secs must be at least 1 (set enrich = false to turn lookups off)".into(),
             );
+        }
+        // `Instant + ttl` must not overflow; a year is far past any useful cache lifetime.
+        if self.ttl_secs > MAX_TTL_SECS {
+            return Err(format!(
+                "ttl_secs = {} is above the maximum of {MAX_TTL_SECS} (one year)",
+                self.ttl_secs
+            ));
         }
         if self.enrich && self.max_entries == 0 {
             return Err("max_entries must be at least 1".into());
@@ -576,6 +585,8 @@ mod tests {
         assert!(c.validate().is_ok());
         let c: RoomsConfig = toml::from_str("enrich = false\nttl_secs = 0").unwrap();
         assert!(c.validate().is_ok());
+        let huge: RoomsConfig = toml::from_str("ttl_secs = 18446744073709551615").unwrap();
+        assert!(huge.validate().unwrap_err().contains("ttl_secs"));
         let c: RoomsConfig = toml::from_str("ttl_secs = 0").unwrap();
         assert!(c.validate().is_err());
     }

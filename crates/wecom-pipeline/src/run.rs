@@ -36,6 +36,23 @@ pub async fn run(
     run_scoped(cfg, source, opts, &scope, shutdown).await
 }
 
+/// [`run`], notifying `recovered` once every output has been recovered (before the first fetch). Whatever
+/// follows the outputs (the media worker tails the record files) must start only then: recovery may cut
+/// or remove what a crash left at the files' end.
+pub async fn run_notifying(
+    cfg: &Validated,
+    source: &Source,
+    opts: &RunOptions,
+    shutdown: CancellationToken,
+    recovered: Arc<tokio::sync::Notify>,
+) -> Result<RunSummary, PipelineError> {
+    let scope = Scope {
+        recovered: Some(recovered),
+        ..Scope::live(cfg)?
+    };
+    run_scoped(cfg, source, opts, &scope, shutdown).await
+}
+
 /// [`run`] within a [`Scope`]: another output directory, seq bounds, a record filter, the raw archive as
 /// the writer or as the source.
 pub(crate) async fn run_scoped(
@@ -65,6 +82,9 @@ pub(crate) async fn run_scoped(
         .and_then(crate::rooms::RoomLookup::current);
     let processor = Processor::new(cfg, &stream, source.sdk.as_ref(), rooms)?;
     let (outputs, start_seq) = Outputs::open(cfg, &layout).await?;
+    if let Some(recovered) = &scope.recovered {
+        recovered.notify_one();
+    }
 
     let probe = Arc::new(Probe::new(&corp_id, &stream, start_seq));
     if let Some(list) = &scope.probes {

@@ -42,6 +42,8 @@ pub(crate) struct Scope {
     pub retention: Option<Arc<RetentionCheck>>,
     /// Where the run registers its probe (a replay's progress line).
     pub probes: Option<ProbeList>,
+    /// Notified once the outputs are recovered (see [`crate::run::run_notifying`]).
+    pub recovered: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Scope {

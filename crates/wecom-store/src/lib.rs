@@ -31,7 +31,7 @@ mod sink;
 pub use cursor::{Cursor, CursorStore, CURSOR_VERSION};
 pub use error::StoreError;
 pub use fsutil::{atomic_write, now_unix_ms};
-pub use layout::StreamLayout;
+pub use layout::{stream_dir_name, StreamLayout};
 pub use names::{decode_component, encode_component};
 pub use objects::{
     ObjectStoreConfig, ObjectStoreConfigError, Objects, StoreKind, S3_ACCESS_KEY_ENV, S3_SECRET_ENV,
