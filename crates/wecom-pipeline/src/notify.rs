@@ -220,8 +220,7 @@ impl CallbackReceiver {
         }
     }
 
-    /// An event (`POST`): 200 once verified (woken or not), 403 when not authentic, 400 when a signed
-    /// body cannot be read.
+    /// An event (`POST`): 200 once verified (woken or not), 403 otherwise.
     fn event(&self, q: &CallbackQuery, body: &[u8]) -> StatusCode {
         match self
             .verifier
@@ -280,12 +279,9 @@ impl CallbackReceiver {
         } else {
             debug!(error = %e, "msgaudit_notify callback refused");
         }
-        match e {
-            CallbackError::BadSignature
-            | CallbackError::BadTimestamp
-            | CallbackError::Stale { .. } => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        // Whatever failed (the signature, the timestamp, a body that cannot be opened), the request is
+        // not an authentic callback: one answer for all, so a caller learns nothing from it.
+        StatusCode::FORBIDDEN
     }
 }
 
@@ -376,8 +372,8 @@ mod tests {
     /// A callback as WeCom sends it, signed with `token`: (path with query, body).
     fn signed(token: &str, event: &str) -> (String, String) {
         let v = CallbackVerifier::new(
-            Secret::new(token.into()),
-            Secret::new(AES_KEY.into()),
+            Secret::new(token.to_string()),
+            Secret::new(AES_KEY.to_string()),
             CORP.into(),
         )
         .expect("verifier");
@@ -465,7 +461,7 @@ mod tests {
         .await
         .expect("ops server");
 
-        let client = ArchiveClient::new(ClientConfig::new(base_url, CORP, Secret::new("s".into())))
+        let client = ArchiveClient::new(ClientConfig::new(base_url, CORP, Secret::new("s")))
             .expect("client");
         let (tx, _rx) = mpsc::channel(1);
         let fetcher = tokio::spawn(fetch_loop(
@@ -558,8 +554,8 @@ mod tests {
         .await
         .expect("ops server");
         let v = CallbackVerifier::new(
-            Secret::new(TOKEN.into()),
-            Secret::new(AES_KEY.into()),
+            Secret::new(TOKEN.to_string()),
+            Secret::new(AES_KEY.to_string()),
             CORP.into(),
         )
         .expect("verifier");
