@@ -13,7 +13,7 @@ async fn check_reports_topics_partitions_and_what_connect_would_create() {
     cfg.create_topics = false;
     let report = KafkaSink::check(&cfg).await.unwrap();
     assert!(!report.brokers.is_empty());
-    assert_eq!(report.topics.len(), 4);
+    assert_eq!(report.topics.len(), 5);
     assert!(report
         .topics
         .iter()
@@ -41,6 +41,7 @@ async fn check_reports_topics_partitions_and_what_connect_would_create() {
             cfg.topics.messages.as_str(),
             &cfg.topics.media,
             &cfg.topics.deadletter,
+            &cfg.topics.recalls,
             cfg.cursor_topic.as_deref().unwrap()
         ]
     );
