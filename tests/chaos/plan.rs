@@ -76,7 +76,7 @@ impl Plan {
                 live_rate: 15.0,
                 kills: 20,
                 broker_restarts: 2,
-                run_ms: (300, 4_500),
+                run_ms: (250, 3_500),
                 page_limit: 100,
                 big_every: 300,
                 // just over the 1 MB record limit (a text's record holds it twice): the tests run a debug
