@@ -2,7 +2,8 @@
 //! secrets, then validation into the form the program runs with ([`Config::load`] → [`Validated`]).
 //!
 //! Secrets (the corp secret, private key paths' contents) never come from the command line: they come from the
-//! file or, preferably, from the environment (`WECOM_CORP_SECRET`, `WECOM_KEY_FILES`).
+//! file or, preferably, from the environment (`WECOM_CORP_SECRET`, `WECOM_KEY_FILES`; for `[notify]`, the
+//! `msgaudit_notify` callback's `token` and `encoding_aes_key`: `WECOM_NOTIFY_TOKEN`, `WECOM_NOTIFY_AES_KEY`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,6 +55,9 @@ pub struct Config {
     /// `/metrics`, `/health`, `/ready` and stuck-stage detection (docs/metrics.md).
     #[serde(default)]
     pub ops: crate::ops::OpsConfig,
+    /// The `msgaudit_notify` callback receiver (notify.rs); absent means poll only.
+    #[serde(default)]
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -203,6 +207,7 @@ pub struct Validated {
     pub sdk: Option<SdkConfig>,
     pub media: Option<wecom_media::MediaConfig>,
     pub ops: crate::ops::OpsConfig,
+    pub notify: Option<crate::notify::NotifySettings>,
     pub archive: wecom_ledger::ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
 }
@@ -308,6 +313,18 @@ impl Config {
         self.archive
             .validate()
             .map_err(|e| bad(wecom_model::error_chain(&e)))?;
+        let notify = self
+            .notify
+            .as_ref()
+            .map(|n| {
+                n.resolve(
+                    &self.corp.corp_id,
+                    self.ops.listen.is_some(),
+                    crate::notify::process_env,
+                )
+            })
+            .transpose()
+            .map_err(|r| bad(format!("[notify]: {r}")))?;
         let workers = if self.pipeline.decrypt_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -335,6 +352,7 @@ impl Config {
             sdk: self.sdk,
             media: self.media,
             ops: self.ops,
+            notify,
             archive: self.archive,
             rooms: self.rooms,
         })

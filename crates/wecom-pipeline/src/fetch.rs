@@ -5,6 +5,9 @@
 //! Each call asks for the items after the largest seq seen so far (never `max + 1`). Items at or below it
 //! (a page that repeats earlier items) and repeated seqs within a page are dropped, so no seq is delivered
 //! twice; a fault is retried (inside the client, then here after the poll interval), so none is skipped.
+//!
+//! Once caught up, a live loop sleeps the poll interval or until a verified `msgaudit_notify` callback
+//! wakes it (`notify.rs`), whichever comes first. An outage pause is never cut short by a callback.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -143,12 +146,15 @@ pub(crate) async fn fetch_loop(
         shutdown,
     } = p;
     let mut last = after_seq;
+    let mut wake = crate::notify::subscribe();
     // An outage (or a raw archive write that failed) is waited out without moving the cursor.
     let outage_pause = poll.max(Duration::from_secs(1));
     loop {
         if shutdown.is_cancelled() || scope.stop_after_seq.is_some_and(|s| last >= s) {
             break;
         }
+        // A callback from here on (even during this fetch) cuts the next caught-up sleep short.
+        wake.borrow_and_update();
         let got = tokio::select! {
             r = source.next(last, &corp_id, &stream) => r,
             () = shutdown.cancelled() => return Ok(()),
@@ -193,7 +199,7 @@ pub(crate) async fn fetch_loop(
                 info!(corp = %corp_id, stream = %stream, seq = last, "caught up");
                 return Ok(());
             }
-            if sleep_or_stop(poll, &shutdown).await {
+            if poll_wait(poll, &mut wake, &shutdown).await {
                 return Ok(());
             }
             continue;
@@ -220,6 +226,25 @@ pub(crate) async fn fetch_loop(
 async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+/// The caught-up wait: `d`, or until a callback wakes the fetchers; true when `shutdown` came first.
+async fn poll_wait(
+    d: Duration,
+    wake: &mut tokio::sync::watch::Receiver<u64>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let woken = async {
+        // The sender lives in a static and is never dropped; were it gone, only the poll would remain.
+        if wake.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = woken => false,
         () = shutdown.cancelled() => true,
     }
 }

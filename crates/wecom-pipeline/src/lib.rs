@@ -16,6 +16,7 @@ mod fetch;
 mod intent;
 mod lock;
 pub mod media;
+pub mod notify;
 pub mod ops;
 pub mod outputs;
 mod oversize;

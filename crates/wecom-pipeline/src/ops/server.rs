@@ -1,5 +1,6 @@
 //! The ops HTTP server: `/metrics` (Prometheus text), `/health` (the process is up), `/ready` (every
-//! running stream fetches and commits; otherwise a 503 with the problems as JSON).
+//! running stream fetches and commits; otherwise a 503 with the problems as JSON), and, with `[notify]`,
+//! the `msgaudit_notify` callback receiver (`crate::notify`).
 
 use std::net::SocketAddr;
 
@@ -7,13 +8,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{export_process_stats, install_recorder, readiness};
+use crate::notify::OpsEndpoint;
 
-/// Starts the `/metrics`, `/health`, `/ready` server on `listen` until `shutdown`; returns the bound address.
-pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+/// Starts the `/metrics`, `/health`, `/ready` server until `shutdown`, with the `msgaudit_notify`
+/// callback receiver when the endpoint has one; returns the bound address. A bare address serves no
+/// callback.
+pub async fn serve(
+    endpoint: impl Into<OpsEndpoint>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     use axum::routing::get;
 
+    let OpsEndpoint { listen, callback } = endpoint.into();
     let handle = install_recorder();
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -46,6 +54,11 @@ pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::
                 }
             }),
         );
+    let with_callback = callback.is_some();
+    let app = match callback {
+        Some(receiver) => app.merge(crate::notify::router(receiver)),
+        None => app,
+    };
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -54,6 +67,10 @@ pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::
             warn!(error = %wecom_model::error_chain(&e), "ops server stopped with an error");
         }
     });
-    info!(%addr, "ops server listening (/metrics, /health, /ready)");
+    if with_callback {
+        info!(%addr, callback = crate::notify::CALLBACK_PATH, "ops server listening (/metrics, /health, /ready, msgaudit_notify callback)");
+    } else {
+        info!(%addr, "ops server listening (/metrics, /health, /ready)");
+    }
     Ok(addr)
 }
