@@ -4,7 +4,7 @@
 # redrive; then a read-back of every output against the simulator's ground truth.
 #
 #   scripts/chaos.sh                 short mode (~2,000 items, 20 kills, 2 broker restarts), as CI runs it
-#   scripts/chaos.sh --long          long mode (~11,000 items with 5 MiB ones, 100 kills, 6 broker restarts)
+#   scripts/chaos.sh --long          long mode (~6,000 items with 5 MiB ones, 100 kills, 6 broker restarts)
 #   scripts/chaos.sh --seed N        the corpus, faults and kill schedule of an earlier campaign
 #   scripts/chaos.sh --keep          keep the working directory (logs of every process, data, broker)
 #   scripts/chaos.sh --release       optimized build

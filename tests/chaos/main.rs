@@ -14,6 +14,7 @@
 
 mod broker;
 mod campaign;
+mod crash_state;
 mod drive;
 mod plan;
 mod readback;

@@ -64,8 +64,9 @@ pub fn read_all(brokers: &str, prefix: &str, stream_dir: &Path) -> (Outputs, Vec
 /// How long reading one topic to its end may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Every record of `topic`, partition by partition, from the first offset to the high watermark taken when
-/// the read began.
+/// Every record of `topic`, partition by partition, from the first offset to the end-of-partition event.
+/// Only that event ends a partition: tansu answers a watermark request with its last batch's *first* offset
+/// + 1, so reading up to the high watermark would leave out the rest of the last batch.
 pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -132,9 +133,6 @@ pub fn read_topic(brokers: &str, topic: &str) -> Result<Vec<Line>, String> {
             Some(Ok(m)) => {
                 let (p, off) = (m.partition(), m.offset());
                 next.insert(p, off + 1);
-                if ends.get(&p).is_some_and(|&end| off + 1 >= end) {
-                    ends.remove(&p);
-                }
                 let header = |name: &str| {
                     m.headers().and_then(|h| {
                         h.iter()
