@@ -5,28 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rdkafka::Message;
-use tokio_util::sync::CancellationToken;
-use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
+use wecom_pipeline::StreamSel;
 use wecom_sim::{Fate, FaultConfig, SimConfig};
 
 use crate::kafka::{consume_all, header, kafka_section, unique};
-use crate::support::{repo_root, sim, write_config};
-
-fn opts() -> RunOptions {
-    RunOptions {
-        stream: StreamSel::Corp,
-        follow: false,
-        progress: false,
-    }
-}
-
-fn with_sink(path: &std::path::Path, kind: &str, kafka_extra: &str) {
-    let text = std::fs::read_to_string(path)
-        .expect("config")
-        .replace("[sink]", &format!("[sink]\nkind = \"{kind}\""))
-        .replace("[kafka]\n", &format!("[kafka]\n{kafka_extra}"));
-    std::fs::write(path, text).expect("config");
-}
+use crate::support::{load_and_run, repo_root, set_sink_kind, sim, write_config};
 
 /// seq → how many times it is in `topic`, and the messages themselves.
 async fn seq_counts(
@@ -67,15 +50,11 @@ async fn an_oversized_message_is_published_slim_with_its_full_body_in_object_sto
         tmp.path(),
         &server.base_url(),
         &data,
-        &kafka_section(&prefix),
+        &kafka_section(&prefix).replace("[kafka]\n", "[kafka]\nmax_record_bytes = 1000000\n"),
     );
-    // The usual broker limit: 1 MB.
-    with_sink(&path, "both", "max_record_bytes = 1000000\n");
-    let cfg = Config::load(&path).expect("config");
-    let source = Source::connect(&cfg).await.expect("source");
-    let summary = wecom_pipeline::run(&cfg, &source, &opts(), CancellationToken::new())
-        .await
-        .expect("an oversized message must not stop the run");
+    set_sink_kind(&path, "both");
+    // The usual broker limit: 1 MB. An oversized message must not stop the run.
+    let (_, _, summary) = load_and_run(&path).await;
     let truth = server.truth();
     let big: Vec<u64> = truth
         .iter()
@@ -152,12 +131,8 @@ async fn redrive_publishes_to_kafka_exactly_once_even_after_an_interrupted_redri
         &data,
         &kafka_section(&prefix),
     );
-    with_sink(&path, "both", "");
-    let cfg = Config::load(&path).expect("config");
-    let source = Source::connect(&cfg).await.expect("source");
-    wecom_pipeline::run(&cfg, &source, &opts(), CancellationToken::new())
-        .await
-        .expect("run");
+    set_sink_kind(&path, "both");
+    let (cfg, _, _) = load_and_run(&path).await;
     let truth = server.truth();
     let late: BTreeSet<u64> = truth
         .iter()

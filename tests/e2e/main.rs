@@ -12,6 +12,7 @@ mod kafka_loss;
 mod media;
 mod ops;
 mod pipeline;
+mod recalls;
 mod replay;
 mod rooms;
 mod sdk;

@@ -227,3 +227,41 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Sets `[sink] kind` (`local`, `kafka`, `both`) in the config file at `path`.
+pub fn set_sink_kind(path: &Path, kind: &str) {
+    let text = std::fs::read_to_string(path)
+        .expect("config")
+        .replace("[sink]", &format!("[sink]\nkind = \"{kind}\""));
+    std::fs::write(path, text).expect("config");
+}
+
+/// The corp stream, walked once to its end.
+pub fn until_caught_up() -> wecom_pipeline::RunOptions {
+    wecom_pipeline::RunOptions {
+        stream: wecom_pipeline::StreamSel::Corp,
+        follow: false,
+        progress: false,
+    }
+}
+
+/// Loads the config at `path`, connects its source and runs the corp stream to its end.
+pub async fn load_and_run(
+    path: &Path,
+) -> (
+    wecom_pipeline::config::Validated,
+    wecom_pipeline::Source,
+    wecom_pipeline::stream::RunSummary,
+) {
+    let cfg = wecom_pipeline::Config::load(path).expect("config");
+    let source = wecom_pipeline::Source::connect(&cfg).await.expect("source");
+    let summary = wecom_pipeline::run(
+        &cfg,
+        &source,
+        &until_caught_up(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    (cfg, source, summary)
+}

@@ -234,8 +234,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(&config)?;
             let signals = shutdown_on_signals();
+            if cfg.notify.is_some() && cfg.ops.listen.is_none() {
+                anyhow::bail!(
+                    "[notify] is configured but [ops] listen is not: the msgaudit_notify callback is \
+                     received on the ops server; set [ops] listen (e.g. \"0.0.0.0:9108\")"
+                );
+            }
             if let Some(listen) = cfg.ops.listen {
-                wecom_pipeline::ops::serve(listen, signals.clone())
+                let callback = match &cfg.notify {
+                    Some(n) => Some(n.receiver().context("[notify]")?),
+                    None => None,
+                };
+                let endpoint = wecom_pipeline::notify::OpsEndpoint { listen, callback };
+                wecom_pipeline::ops::serve(endpoint, signals.clone())
                     .await
                     .with_context(|| format!("ops server on {listen}"))?;
             }

@@ -456,6 +456,7 @@ pub fn records(n: u64, seed: u64) -> impl Iterator<Item = Record> {
                 member_count: conv.members.len() as u32,
             }),
             content_ref: None,
+            recalls: None,
         }
     })
 }

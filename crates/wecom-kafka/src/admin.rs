@@ -30,6 +30,7 @@ pub enum TopicRole {
     Messages,
     Media,
     DeadLetter,
+    Recalls,
     Cursor,
 }
 
@@ -105,6 +106,7 @@ impl Admin {
             (TopicRole::Messages, t.messages.clone()),
             (TopicRole::Media, t.media.clone()),
             (TopicRole::DeadLetter, t.deadletter.clone()),
+            (TopicRole::Recalls, t.recalls.clone()),
         ];
         if let Some(c) = &self.config.cursor_topic {
             out.push((TopicRole::Cursor, c.clone()));

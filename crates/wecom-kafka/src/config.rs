@@ -69,6 +69,8 @@ pub struct Topics {
     pub messages: String,
     pub media: String,
     pub deadletter: String,
+    /// Recall events linking a `revoke` record and the recalled message.
+    pub recalls: String,
 }
 
 impl Default for Topics {
@@ -77,6 +79,7 @@ impl Default for Topics {
             messages: "wecom.messages".into(),
             media: "wecom.media".into(),
             deadletter: "wecom.deadletter".into(),
+            recalls: "wecom.recalls".into(),
         }
     }
 }
@@ -140,6 +143,7 @@ impl KafkaConfig {
             ("topics.messages", &self.topics.messages),
             ("topics.media", &self.topics.media),
             ("topics.deadletter", &self.topics.deadletter),
+            ("topics.recalls", &self.topics.recalls),
         ] {
             if name.trim().is_empty() {
                 return bad(format!("{field} is empty"));

@@ -45,7 +45,7 @@ impl Recovered {
         match kind {
             LineKind::Record => self.records.contains(&seq),
             LineKind::DeadLetter => self.dead_letters.contains(&seq),
-            LineKind::MediaEvent => false,
+            LineKind::MediaEvent | LineKind::Recall => false,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum LineKind {
     DeadLetter,
     /// A media object event (`topics.media`).
     MediaEvent,
+    /// A recall event (`topics.recalls`).
+    Recall,
 }
 
 /// The Kafka sink: an idempotent producer (`acks=all`) and the recovery reader. Cheap to clone.
@@ -130,6 +132,7 @@ impl KafkaSink {
             LineKind::Record => &t.messages,
             LineKind::DeadLetter => &t.deadletter,
             LineKind::MediaEvent => &t.media,
+            LineKind::Recall => &t.recalls,
         }
     }
 

@@ -62,6 +62,46 @@ pub struct Record {
     /// empty too. The local record files always hold the full record. [`normalize`] leaves it `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_ref: Option<ContentRef>,
+    /// On a `revoke` record: the message it recalls, resolved by the pipeline's msgid index. The original
+    /// record is never rewritten; a `recall` event links the two. [`normalize`] leaves it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalls: Option<RecallLink>,
+}
+
+/// What a `revoke` record recalls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecallLink {
+    /// The recalled message's msgid (`pre_msgid`).
+    pub msgid: String,
+    /// The recalled message's seq in the same stream; `None` when the index does not hold it (it is
+    /// older than the index, e.g. in a replay that started after it).
+    pub seq: Option<u64>,
+    /// The recalled message's conversation, when found.
+    pub conversation_id: Option<String>,
+}
+
+/// Schema id of [`RecallEvent`].
+pub const RECALL_SCHEMA_ID: &str = "wecom-archive.recall.v1";
+
+/// A recall, linking the `revoke` record and the recalled one both ways (topic `topics.recalls`, and
+/// `recalls/` in the stream directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RecallEvent {
+    /// Always [`RECALL_SCHEMA_ID`].
+    pub schema: String,
+    pub corp_id: String,
+    pub stream: String,
+    /// The `revoke` record.
+    pub revoke_seq: u64,
+    pub revoke_msgid: String,
+    /// When it was recalled (the revoke's `msgtime`), Unix milliseconds.
+    pub recalled_at_ms: Option<u64>,
+    /// The recalled message.
+    pub original_msgid: String,
+    pub original_seq: Option<u64>,
+    pub original_conversation_id: Option<String>,
+    /// False when the index does not hold the original: the event says so rather than guessing.
+    pub found: bool,
 }
 
 /// Where the full body of a slim record or dead letter is: an object in the archive's object store,
@@ -263,6 +303,7 @@ pub fn normalize(ctx: &NormalizeContext<'_>, msg: &Message) -> Record {
         key_version: ctx.key_version,
         room: None,
         content_ref: None,
+        recalls: None,
     }
 }
 

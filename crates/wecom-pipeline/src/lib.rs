@@ -22,6 +22,7 @@ pub mod outputs;
 mod oversize;
 pub mod process;
 mod progress;
+mod recall;
 pub mod redrive;
 pub mod replay;
 pub mod rooms;

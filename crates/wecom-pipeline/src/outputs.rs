@@ -21,6 +21,7 @@ use crate::error::PipelineError;
 use crate::lock::StreamLock;
 use crate::oversize::Oversize;
 use crate::process::Processed;
+use crate::recall::Recalls;
 
 /// What a redrive's write did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,6 +41,8 @@ pub struct PageOutcome {
     pub skipped: u64,
     /// Lines published to Kafka slim (too big for the topic; their full body is in object storage).
     pub slimmed: u64,
+    /// Recall events of the page.
+    pub recalls: u64,
 }
 
 struct KafkaOut {
@@ -59,6 +62,9 @@ pub struct Outputs {
     local: Arc<Mutex<LocalSink>>,
     local_present: BTreeSet<u64>,
     kafka: Option<KafkaOut>,
+    recalls: Recalls,
+    /// Revoke seqs past the cursor whose recall events the local file already holds.
+    recalls_present: BTreeSet<u64>,
     cursors: Arc<CursorStore>,
     _lock: StreamLock,
 }
@@ -73,7 +79,8 @@ impl Outputs {
         let stream = layout.stream().to_string();
         let seg = cfg.segment_max_bytes;
         let l = layout.clone();
-        let (lock, cursors, start, local, local_present) =
+        let corp = corp_id.clone();
+        let (lock, cursors, start, local, local_present, (recalls, recalls_present)) =
             tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
                 let lock = StreamLock::acquire(&l)?;
                 let cursors = CursorStore::open(l.dir())?;
@@ -86,7 +93,8 @@ impl Outputs {
                     },
                 )?;
                 let report = sink.recover(start)?;
-                Ok((lock, cursors, start, sink, report.present))
+                let recalls = Recalls::open(&l, &corp, start, true)?;
+                Ok((lock, cursors, start, sink, report.present, recalls))
             })
             .await
             .map_err(|e| PipelineError::internal(&corp_id, &stream, e))?
@@ -121,6 +129,8 @@ impl Outputs {
                 local: Arc::new(Mutex::new(local)),
                 local_present,
                 kafka,
+                recalls,
+                recalls_present,
                 cursors: Arc::new(cursors),
                 _lock: lock,
             },
@@ -136,9 +146,22 @@ impl Outputs {
         batch: Vec<Processed>,
         cursor_after: u64,
     ) -> Result<PageOutcome, PipelineError> {
+        let recalls = self.recalls.clone();
+        let (batch, events) = tokio::task::spawn_blocking(move || {
+            let mut batch = batch;
+            recalls.link(&mut batch).map(|events| (batch, events))
+        })
+        .await
+        .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))??;
         let mut outcome = PageOutcome::default();
         let mut local_lines = Vec::new();
         let mut kafka_lines = Vec::new();
+        let mut keys = std::collections::HashMap::new();
+        for p in &batch {
+            if p.dead.is_none() {
+                keys.insert(p.line.seq, p.key.clone());
+            }
+        }
         for p in batch {
             let dead = p.dead.is_some();
             let in_local = self.local_present.remove(&p.line.seq);
@@ -177,15 +200,50 @@ impl Outputs {
 
         // Kafka first: its acknowledgement takes longest, and a fatal broker error then leaves the local
         // files untouched for this page too.
+        let mut local_events = Vec::new();
+        for e in &events {
+            let json = serde_json::to_vec(e).map_err(|e| PipelineError::Internal {
+                corp_id: self.corp_id.clone(),
+                stream: self.stream.clone(),
+                reason: format!("serialize a recall event: {e}"),
+            })?;
+            if self.kafka.is_some() {
+                kafka_lines.push(PublishLine {
+                    kind: wecom_kafka::LineKind::Recall,
+                    seq: e.revoke_seq,
+                    key: keys.get(&e.revoke_seq).cloned().unwrap_or_default(),
+                    headers: vec![
+                        ("corp_id".to_string(), self.corp_id.clone()),
+                        ("stream".to_string(), self.stream.clone()),
+                        (
+                            "schema".to_string(),
+                            wecom_model::record::RECALL_SCHEMA_ID.to_string(),
+                        ),
+                    ],
+                    payload: json.clone(),
+                });
+            }
+            if !self.recalls_present.remove(&e.revoke_seq) {
+                local_events.push(json);
+            }
+        }
+        outcome.recalls = events.len() as u64;
         outcome.slimmed = self.publish(kafka_lines).await?;
         let local = self.local.clone();
         let cursors = self.cursors.clone();
         let stream = self.stream.clone();
+        let recalls = self.recalls.clone();
         tokio::task::spawn_blocking(move || -> Result<(), wecom_store::StoreError> {
             let mut sink = local.lock().unwrap_or_else(|p| p.into_inner());
             if !local_lines.is_empty() {
                 sink.write_batch(&local_lines)?;
             }
+            recalls
+                .append_local(&local_events)
+                .map_err(|source| wecom_store::StoreError::Io {
+                    path: recalls.events_path().to_path_buf(),
+                    source,
+                })?;
             cursors.commit(&stream, cursor_after)
         })
         .await

@@ -87,7 +87,7 @@ impl Oversize {
                         obj.insert("to".into(), Value::Array(Vec::new()));
                     }
                 }
-                LineKind::DeadLetter | LineKind::MediaEvent => {
+                LineKind::DeadLetter | LineKind::MediaEvent | LineKind::Recall => {
                     if let Some(item) = obj.get_mut("item").and_then(Value::as_object_mut) {
                         item.insert("encrypt_chat_msg".into(), Value::String(String::new()));
                         if level == 1 {
@@ -123,6 +123,7 @@ impl Oversize {
             LineKind::Record => "record",
             LineKind::DeadLetter => "deadletter",
             LineKind::MediaEvent => "media",
+            LineKind::Recall => "recall",
         };
         let corp = wecom_store::encode_component(&self.corp_id)
             .map_err(|e| self.err(line.seq, e.to_string()))?;

@@ -146,15 +146,21 @@ pub async fn replay(
                 ));
             };
             let deadletter = format!("{topic}.deadletter");
+            let recalls = format!("{topic}.recalls");
             let live = [
                 ("topics.messages", Some(&kafka.topics.messages)),
                 ("topics.media", Some(&kafka.topics.media)),
                 ("topics.deadletter", Some(&kafka.topics.deadletter)),
+                ("topics.recalls", Some(&kafka.topics.recalls)),
                 ("cursor_topic", kafka.cursor_topic.as_ref()),
             ];
             for (key, live) in live {
                 let Some(live) = live else { continue };
-                for (what, ours) in [("records", topic), ("dead letters", &deadletter)] {
+                for (what, ours) in [
+                    ("records", topic),
+                    ("dead letters", &deadletter),
+                    ("recall events", &recalls),
+                ] {
                     if ours == live {
                         return Err(bad(format!(
                             "--topic {topic}: the replay's {what} would go to {ours}, the live [kafka] {key}; \
@@ -165,6 +171,7 @@ pub async fn replay(
             }
             kafka.topics.messages = topic.clone();
             kafka.topics.deadletter = deadletter;
+            kafka.topics.recalls = recalls;
             rcfg.sink_kind = SinkKind::Kafka;
         }
     }

@@ -52,6 +52,7 @@ pub fn config(tag: &str) -> KafkaConfig {
             messages: unique(&format!("{tag}.messages")),
             media: unique(&format!("{tag}.media")),
             deadletter: unique(&format!("{tag}.deadletter")),
+            recalls: unique(&format!("{tag}.recalls")),
         },
         message_timeout_ms: 30_000,
         ..KafkaConfig::default()

@@ -142,6 +142,7 @@ async fn kafka_worker_takes_only_its_own_corps_records() {
             messages: unique("media-it.messages"),
             media: unique("media-it.media"),
             deadletter: unique("media-it.deadletter"),
+            recalls: unique("media-it.recalls"),
         },
         partitions: 3,
         message_timeout_ms: 30_000,
