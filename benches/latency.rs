@@ -18,7 +18,8 @@
 //! the poll interval `WECOM_BENCH_POLL_MS` (default 1000): without the `msgaudit_notify` callback; with it
 //! at the real service's pace (at most one callback per 15 s); and with it at
 //! `WECOM_BENCH_NOTIFY_MS` (default 100) between callbacks, the pace the callback target assumes.
-//! `WECOM_BENCH_RATE` changes the live rate.
+//! `WECOM_BENCH_RATE` changes the live rate; `WECOM_BENCH_CONFIG_EXTRA` is appended to the pipeline's
+//! config (e.g. `[archive]` / `enabled = false` to see what the raw archive's writes add).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -383,6 +384,10 @@ log_every_secs = 0
         poll = s.poll_ms,
         brokers = s.brokers,
         data = dir.join("data").display()
+    );
+    let text = format!(
+        "{text}\n{}\n",
+        std::env::var("WECOM_BENCH_CONFIG_EXTRA").unwrap_or_default()
     );
     let path = dir.join("latency.toml");
     std::fs::write(&path, text).expect("write config");

@@ -4,11 +4,10 @@
 //! callback only shortens the wait, it never replaces a fetch.
 //!
 //! The receiver is a route of the ops server ([`CALLBACK_PATH`], [`crate::ops::serve`] with an
-//! [`OpsEndpoint`] that carries it): `POST` for
-//! events, `GET` for the URL verification WeCom runs when the URL is saved. Both are authenticated by
-//! [`CallbackVerifier`] (signature, then timestamp, then decryption): an unsigned, wrongly signed or
-//! stale request is answered 403, counted, and wakes nothing; no secret and no decrypted content is
-//! logged.
+//! [`OpsEndpoint`] that carries it): `POST` for events, `GET` for the URL verification WeCom runs when
+//! the URL is saved. Both are authenticated by [`CallbackVerifier`] (signature, then timestamp, then
+//! decryption): a request that fails any check (unsigned, wrongly signed, stale, unreadable) is answered
+//! 403, counted, and wakes nothing; no secret and no decrypted content is logged.
 //!
 //! The wake is process-wide (a `watch` generation every live fetch loop subscribes to): a process serves
 //! one corp, and a wake is only a hint, so waking a stream that has nothing new costs one empty poll.
