@@ -25,6 +25,9 @@ cargo build -p wecom-sdk-standin --locked
 log=$(mktemp)
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The fuzz targets stay compiling and every regression input and seed stays green (docs/fuzzing.md): a
+# plain build beside the workspace's, each target's binary run once over its inputs; no fuzzing here.
+scripts/fuzz.sh --replay || status=$?
 # One closing line over every test binary (cargo's own last line is a crate's doc-tests, often 0 of them).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"

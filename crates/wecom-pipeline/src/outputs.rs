@@ -43,6 +43,8 @@ pub struct PageOutcome {
     pub slimmed: u64,
     /// Recall events of the page.
     pub recalls: u64,
+    /// Dead letters an earlier attempt at the page wrote, resolved now by their records.
+    pub resolved: u64,
 }
 
 struct KafkaOut {
@@ -60,13 +62,21 @@ pub struct Outputs {
     /// Whether records go to the local segment files (dead letters always do).
     local_records: bool,
     local: Arc<Mutex<LocalSink>>,
-    local_present: BTreeSet<u64>,
+    /// What the local files already hold past the cursor: records and dead letters apart.
+    local_present: LocalPresent,
     kafka: Option<KafkaOut>,
     recalls: Recalls,
     /// Revoke seqs past the cursor whose recall events the local file already holds.
     recalls_present: BTreeSet<u64>,
     cursors: Arc<CursorStore>,
     _lock: StreamLock,
+}
+
+/// The seqs past the cursor that the local files held when the stream was opened.
+#[derive(Debug, Default)]
+struct LocalPresent {
+    records: BTreeSet<u64>,
+    dead_letters: BTreeSet<u64>,
 }
 
 impl Outputs {
@@ -94,7 +104,11 @@ impl Outputs {
                 )?;
                 let report = sink.recover(start)?;
                 let recalls = Recalls::open(&l, &corp, start, true)?;
-                Ok((lock, cursors, start, sink, report.present, recalls))
+                let present = LocalPresent {
+                    records: report.records,
+                    dead_letters: report.dead_letters,
+                };
+                Ok((lock, cursors, start, sink, present, recalls))
             })
             .await
             .map_err(|e| PipelineError::internal(&corp_id, &stream, e))?
@@ -119,7 +133,7 @@ impl Outputs {
             }
             _ => None,
         };
-        info!(corp = %corp_id, stream = %stream, after_seq = start, already_in_local_sink = local_present.len(), dir = %layout.dir().display(), "resuming");
+        info!(corp = %corp_id, stream = %stream, after_seq = start, records_in_local_sink = local_present.records.len(), dead_letters_in_local_sink = local_present.dead_letters.len(), dir = %layout.dir().display(), "resuming");
         Ok((
             Self {
                 corp_id,
@@ -162,9 +176,28 @@ impl Outputs {
                 keys.insert(p.line.seq, p.key.clone());
             }
         }
+        // Items that are records now but whose dead letters an earlier attempt at this page wrote
+        // (the key was added before the restart): resolved once their records are written, so that a
+        // later redrive does not write them a second time.
+        let mut resolve = Vec::new();
         for p in batch {
             let dead = p.dead.is_some();
-            let in_local = self.local_present.remove(&p.line.seq);
+            if !dead {
+                let seq = p.line.seq;
+                let dead_in_local = self.local_present.dead_letters.remove(&seq);
+                let dead_in_kafka = self
+                    .kafka
+                    .as_mut()
+                    .is_some_and(|k| k.present.dead_letters.remove(&seq));
+                if dead_in_local || dead_in_kafka {
+                    resolve.push(seq);
+                }
+            }
+            let in_local = if dead {
+                self.local_present.dead_letters.remove(&p.line.seq)
+            } else {
+                self.local_present.records.remove(&p.line.seq)
+            };
             let in_kafka = match &mut self.kafka {
                 Some(k) if dead => k.present.dead_letters.remove(&p.line.seq),
                 Some(k) => k.present.records.remove(&p.line.seq),
@@ -228,6 +261,7 @@ impl Outputs {
             }
         }
         outcome.recalls = events.len() as u64;
+        outcome.resolved = resolve.len() as u64;
         outcome.slimmed = self.publish(kafka_lines).await?;
         let local = self.local.clone();
         let cursors = self.cursors.clone();
@@ -238,6 +272,7 @@ impl Outputs {
             if !local_lines.is_empty() {
                 sink.write_batch(&local_lines)?;
             }
+            sink.append_resolved(&resolve)?;
             recalls
                 .append_local(&local_events)
                 .map_err(|source| wecom_store::StoreError::Io {
@@ -249,6 +284,9 @@ impl Outputs {
         .await
         .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
         .map_err(|source| self.store_err(source))?;
+        if outcome.resolved > 0 {
+            info!(corp = %self.corp_id, stream = %self.stream, count = outcome.resolved, "dead letters written before a restart are records now (their key was added); marked resolved");
+        }
         Ok(outcome)
     }
 

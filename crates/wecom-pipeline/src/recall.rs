@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
+
+/// The recall index's page cache: keeps the process's memory flat however many msgids the index holds.
+const INDEX_CACHE_BYTES: usize = 16 << 20;
 use wecom_model::record::{RecallEvent, RecallLink, RECALL_SCHEMA_ID};
 use wecom_store::StreamLayout;
 
@@ -58,12 +61,17 @@ impl Recalls {
         std::fs::create_dir_all(layout.dir())
             .map_err(|e| err(format!("{}: {e}", layout.dir().display())))?;
         let path = layout.dir().join(INDEX_FILE);
-        let db = Database::create(&path).map_err(|e| {
-            err(format!(
-                "the recall index {}: {e} (it can be deleted: it is rebuilt from new records)",
-                path.display()
-            ))
-        })?;
+        // redb caches up to 1 GiB by default, which the process's memory would grow into as the index
+        // grows; lookups touch one leaf each, so a small cache of the interior pages is enough.
+        let db = Database::builder()
+            .set_cache_size(INDEX_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| {
+                err(format!(
+                    "the recall index {}: {e} (it can be deleted: it is rebuilt from new records)",
+                    path.display()
+                ))
+            })?;
         let events = layout.dir().join(EVENTS_DIR).join(EVENTS_FILE);
         cut_torn_tail(&events).map_err(|e| err(format!("repairing {}: {e}", events.display())))?;
         let present = events_after(&events, after_seq)

@@ -9,15 +9,17 @@ use std::path::Path;
 use tracing::warn;
 
 use crate::segment::{fsync_dir, list_numbered};
-use crate::sink::{RecoveryReport, SeqField, WRITE_BUFFER};
+use crate::sink::{LineKind, RecoveryReport, SeqField, WRITE_BUFFER};
 use crate::StoreError;
 
-/// Repairs one directory of segments and adds the seqs past `after_seq` it holds to `report`.
+/// Repairs one directory of segments and adds the seqs past `after_seq` it holds to `report.present`
+/// and to `kind` (the directory's own set: records or dead letters).
 pub(crate) fn recover_dir(
     dir: &Path,
     after_seq: u64,
     fsync: bool,
     report: &mut RecoveryReport,
+    kind: LineKind,
 ) -> Result<(), StoreError> {
     let segments = list_numbered(dir)?;
     let Some(last) = segments.len().checked_sub(1) else {
@@ -34,6 +36,10 @@ pub(crate) fn recover_dir(
         let (valid_len, torn) = scan_lines(path, is_last, |seq| {
             if seq > after_seq {
                 report.present.insert(seq);
+                match kind {
+                    LineKind::Record => report.records.insert(seq),
+                    LineKind::DeadLetter => report.dead_letters.insert(seq),
+                };
             }
         })?;
         if !is_last {

@@ -61,8 +61,13 @@ impl Default for SinkOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Seqs greater than the recovery cursor that are already on disk, in either directory.
-    /// The pipeline must not write these again.
     pub present: BTreeSet<u64>,
+    /// Of `present`, the seqs that are records (`messages/`): the pipeline must not write these again.
+    pub records: BTreeSet<u64>,
+    /// Of `present`, the seqs that are dead letters (`deadletter/`). A seq can be in both sets: its
+    /// dead letter was written, then (after the missing key was added and the page fetched again) its
+    /// record.
+    pub dead_letters: BTreeSet<u64>,
     /// Bytes of torn (unterminated) tails that were cut, summed over all files.
     pub truncated_bytes: u64,
     /// The largest seq in `present`.
@@ -284,8 +289,11 @@ impl LocalSink {
         self.deadletter.discard();
 
         let mut report = RecoveryReport::default();
-        for dir in [&self.messages.dir, &self.deadletter.dir] {
-            recover_dir(dir, after_seq, self.opts.fsync, &mut report)?;
+        for (dir, kind) in [
+            (&self.messages.dir, LineKind::Record),
+            (&self.deadletter.dir, LineKind::DeadLetter),
+        ] {
+            recover_dir(dir, after_seq, self.opts.fsync, &mut report, kind)?;
         }
         let resolved = self.resolved_path();
         if resolved.exists() {

@@ -426,3 +426,21 @@ fn old_seqs_after_rotation_keep_segment_names_increasing() {
     expected.extend([5, 10, 15, 20, 25, 30, 35, 40]);
     assert_eq!(seqs, expected);
 }
+
+#[test]
+fn recovery_reports_records_and_dead_letters_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sink = open_recovered(tmp.path(), 1 << 20, 0);
+    sink.write_batch(&lines(1..=10)).unwrap();
+    // Seq 10 was dead-lettered, then (its key added, the page fetched again) written as a record.
+    let mut again = line(10);
+    again.kind = LineKind::Record;
+    sink.write_batch(&[again]).unwrap();
+    drop(sink);
+
+    let mut sink = LocalSink::open(tmp.path(), opts(1 << 20)).unwrap();
+    let report = sink.recover(2).unwrap();
+    assert_eq!(report.present, set(3..=10));
+    assert_eq!(report.dead_letters, set([5, 10]));
+    assert_eq!(report.records, set([3, 4, 6, 7, 8, 9, 10]));
+}
