@@ -32,6 +32,17 @@ fn req(from: u64, to: Option<u64>, name: &str) -> ReplayRequest {
 /// record's `recalls` link is left out: a replay's recall index starts at its first seq, so its links to
 /// earlier messages say "not found" where the live run's found them (tests/e2e/recalls.rs checks both).
 fn lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
+    lines_without(stream_dir, sub, &["recalls"])
+}
+
+/// [`lines`] of a replay from the service, without `consent` either: such a replay looks consent up
+/// itself and sees only the agree / disagree messages of its range, so its statuses start from what it
+/// walks, like its recall links (tests/e2e/consent.rs checks consent; an archive replay keeps it whole).
+fn service_lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
+    lines_without(stream_dir, sub, &["recalls", "consent"])
+}
+
+fn lines_without(stream_dir: &Path, sub: &str, fields: &[&str]) -> BTreeMap<u64, Vec<u8>> {
     let dir = stream_dir.join(sub);
     let mut out = BTreeMap::new();
     if !dir.exists() {
@@ -42,7 +53,11 @@ fn lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
         let mut v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let seq = v["seq"].as_u64().expect("seq");
         if let Some(obj) = v.as_object_mut() {
-            if obj.remove("recalls").is_some() {
+            let mut removed = false;
+            for f in fields {
+                removed |= obj.remove(*f).is_some();
+            }
+            if removed {
                 line = serde_json::to_vec(&v).expect("json");
             }
         }
@@ -132,8 +147,8 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
 
     let live_dir = live_dir(&data);
     for sub in ["messages", "deadletter"] {
-        let want = range(&lines(&live_dir, sub), from, to);
-        let got = lines(&replay_dir(&rep, "corp"), sub);
+        let want = range(&service_lines(&live_dir, sub), from, to);
+        let got = service_lines(&replay_dir(&rep, "corp"), sub);
         assert!(!want.is_empty() || sub == "deadletter");
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
@@ -160,7 +175,8 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
     .expect("replay again");
     for sub in ["messages", "deadletter"] {
         assert!(
-            lines(&replay_dir(&rep, "corp"), sub) == lines(&replay_dir(&again, "corp"), sub),
+            service_lines(&replay_dir(&rep, "corp"), sub)
+                == service_lines(&replay_dir(&again, "corp"), sub),
             "{sub}: two replays of one range differ"
         );
     }
@@ -221,7 +237,7 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
 fn records_by_msgid(dirs: &[PathBuf]) -> BTreeMap<String, serde_json::Value> {
     let mut out = BTreeMap::new();
     for d in dirs {
-        for line in lines(d, "messages").into_values() {
+        for line in service_lines(d, "messages").into_values() {
             let mut v: serde_json::Value = serde_json::from_slice(&line).expect("json");
             let obj = v.as_object_mut().expect("object");
             obj.remove("stream");
@@ -369,5 +385,85 @@ async fn raw_archive_replays_history_past_the_retention_floor_and_recovers_late_
         .into_keys()
         .collect();
     assert!(dead.is_disjoint(&late));
+    server.shutdown().await;
+}
+
+/// The records of a replay from the raw archive by a process that never saw the live run (no cache of
+/// rooms or consent) are the live run's bytes, `room` and `consent` included: both come from what the live
+/// run recorded (the archive's room snapshots, the stream's consent history), not from the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_replay_in_a_fresh_process_is_byte_identical_room_and_consent_included() {
+    let (server, tmp, data, cfg, source) = setup(43, 4_000, fetch_faults(), "").await;
+    wecom_pipeline::run(&cfg, &source, &opts(false), CancellationToken::new())
+        .await
+        .expect("live run");
+    source.shutdown().await;
+    assert_conserved(&server.truth(), &read_output(&data));
+    let stats_before = server.stats();
+
+    let config = tmp.path().join("pipeline.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args([
+            "replay",
+            "--from-seq",
+            "1",
+            "--from-archive",
+            "--name",
+            "fresh",
+            "--config",
+        ])
+        .arg(&config)
+        .env("WECOM_LOG", "warn")
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
+    let dir = PathBuf::from(summary["dir"].as_str().expect("dir")).join("corp");
+
+    let without_clock = |s| {
+        let mut v = serde_json::to_value(s).expect("stats");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("now_ms");
+        }
+        v
+    };
+    assert_eq!(
+        without_clock(server.stats()),
+        without_clock(stats_before),
+        "the archive replay called the service"
+    );
+    let live_dir = live_dir(&data);
+    for sub in ["messages", "deadletter"] {
+        let want = lines(&live_dir, sub);
+        let got = lines(&dir, sub);
+        assert!(!want.is_empty() || sub == "deadletter");
+        assert_eq!(got.len(), want.len(), "{sub}: line count");
+        for (seq, line) in &want {
+            assert!(
+                got.get(seq) == Some(line),
+                "{sub} seq {seq}: the replay wrote\n{}\nthe live run\n{}",
+                got.get(seq)
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+    let recs: Vec<serde_json::Value> = lines(&live_dir, "messages")
+        .values()
+        .map(|l| serde_json::from_slice(l).expect("json"))
+        .collect();
+    assert!(
+        recs.iter().any(|r| r.get("room").is_some()),
+        "no record has a room"
+    );
+    assert!(
+        recs.iter().any(|r| r.get("consent").is_some()),
+        "no record has consent"
+    );
     server.shutdown().await;
 }
