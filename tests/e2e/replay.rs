@@ -467,3 +467,78 @@ async fn an_archive_replay_in_a_fresh_process_is_byte_identical_room_and_consent
     );
     server.shutdown().await;
 }
+
+/// Redrive has no service either: the records it recovers get `room` and `consent` from what the live run
+/// recorded, the same bytes an archive replay with the same keyring writes for those seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_enriches_like_an_archive_replay_without_calling_the_service() {
+    let faults = wecom_sim::FaultConfig {
+        unknown_key_version: 0.05,
+        ..wecom_sim::FaultConfig::default()
+    };
+    let (server, _tmp, data, cfg, source) = setup(44, 4_000, faults, "").await;
+    wecom_pipeline::run(&cfg, &source, &opts(false), CancellationToken::new())
+        .await
+        .expect("live run");
+    source.shutdown().await;
+    let late: BTreeSet<u64> = server
+        .truth()
+        .iter()
+        .filter(|t| t.fate == wecom_sim::Fate::UnknownKeyVersion)
+        .map(|t| t.seq)
+        .collect();
+    assert!(!late.is_empty());
+
+    let mut cfg4 = cfg.clone();
+    cfg4.key_files.push(KeyFile {
+        version: 4,
+        path: repo_root().join("config/sim-keys/v4.pem"),
+    });
+    let fresh = Source::connect(&cfg4).await.expect("source");
+    let stats_before = server.stats();
+    let redriven = wecom_pipeline::redrive::redrive(&cfg4, &StreamSel::Corp)
+        .await
+        .expect("redrive");
+    assert_eq!(redriven.recovered, late.len() as u64);
+    let mut arch = req(1, None, "arch-v4");
+    arch.from_archive = true;
+    let arch = replay(&cfg4, &fresh, &arch, CancellationToken::new())
+        .await
+        .expect("archive replay");
+    let without_clock = |s| {
+        let mut v = serde_json::to_value(s).expect("stats");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("now_ms");
+        }
+        v
+    };
+    assert_eq!(
+        without_clock(server.stats()),
+        without_clock(stats_before),
+        "redrive or the archive replay called the service"
+    );
+
+    let live = lines(&live_dir(&data), "messages");
+    let replayed = lines(&replay_dir(&arch, "corp"), "messages");
+    let mut rooms = 0;
+    let mut consents = 0;
+    for seq in &late {
+        let got = live.get(seq).expect("a redriven record");
+        assert!(
+            replayed.get(seq) == Some(got),
+            "seq {seq}: redrive wrote\n{}\nthe archive replay\n{}",
+            String::from_utf8_lossy(got),
+            replayed
+                .get(seq)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .unwrap_or_default()
+        );
+        let v: serde_json::Value = serde_json::from_slice(got).expect("json");
+        rooms += u32::from(v.get("room").is_some());
+        consents += u32::from(v.get("consent").is_some());
+    }
+    assert!(rooms > 0, "no redriven record has a room");
+    assert!(consents > 0, "no redriven record has consent");
+    fresh.shutdown().await;
+    server.shutdown().await;
+}
