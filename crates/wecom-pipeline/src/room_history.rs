@@ -142,6 +142,13 @@ impl RoomHistory {
         }
     }
 
+    /// [`RoomHistory::as_of`] without waiting, when the room's snapshots are read already.
+    pub fn ready(&self, roomid: &str, msgtime_ms: Option<u64>) -> Option<Option<RoomSummary>> {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let snaps = rooms.get(roomid)?.get()?;
+        Some(pick(snaps, msgtime_ms))
+    }
+
     /// The room as a record at `msgtime_ms` saw it; `None` when the archive has no snapshot of it.
     pub async fn as_of(&self, roomid: &str, msgtime_ms: Option<u64>) -> Option<RoomSummary> {
         if roomid.is_empty() {

@@ -411,7 +411,12 @@ impl RoomLookup {
                 }
                 self.handle.block_on(cache.get_at(roomid, msgtime_ms))
             }
-            LookupFrom::History(h) => self.handle.block_on(h.as_of(roomid, msgtime_ms)),
+            LookupFrom::History(h) => {
+                if let Some(answer) = h.ready(roomid, msgtime_ms) {
+                    return answer;
+                }
+                self.handle.block_on(h.as_of(roomid, msgtime_ms))
+            }
         }
     }
 }

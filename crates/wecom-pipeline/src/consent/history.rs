@@ -137,7 +137,8 @@ impl HistoryWriter {
     }
 }
 
-/// Every entry of a history file, in file order (complete lines only; none when the file is missing).
+/// Every entry of a history file, in file order (none when the file is missing). Complete lines only: a
+/// run may be appending to it, or a crash may have left a torn last line.
 pub fn read(path: &Path) -> std::io::Result<Vec<ConsentEntry>> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -145,16 +146,19 @@ pub fn read(path: &Path) -> std::io::Result<Vec<ConsentEntry>> {
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        line.pop();
         if line.is_empty() {
             continue;
         }
         let entry = serde_json::from_slice(&line).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line {}: {e}", n + 1),
-            )
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("line {n}: {e}"))
         })?;
         out.push(entry);
     }
@@ -385,6 +389,21 @@ mod tests {
         assert_eq!(status(10).as_deref(), Some("Default_Agree"));
         assert_eq!(status(25).as_deref(), Some("Agree"));
         assert_eq!(status(30), None, "the lookup failed there");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consent.ndjson");
+        let mut bytes = serde_json::to_vec(&entry(10, "wmA", Some("Agree"), 1, "lookup")).unwrap();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(br#"{"schema":"wecom-archive.consent.v1","corp_id":"#);
+        std::fs::write(&path, &bytes).unwrap();
+        let got = read(&path).unwrap();
+        assert_eq!(got, [entry(10, "wmA", Some("Agree"), 1, "lookup")]);
+        assert!(read(&dir.path().join("missing")).unwrap().is_empty());
+        std::fs::write(&path, b"not json\n").unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("line 1"));
     }
 
     #[test]
