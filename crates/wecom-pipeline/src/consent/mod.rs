@@ -294,6 +294,11 @@ impl ConsentStage {
         let ttl = self.ttl;
         self.set_by_message
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+        // Bounded between pages (a page adds at most its own messages); a subject forgotten here is
+        // looked up instead.
+        if self.set_by_message.len() >= self.max_entries {
+            self.set_by_message.clear();
+        }
         // Subjects a record needs that no agree / disagree message of this stream set (yet).
         let mut set_in_page = HashSet::new();
         let mut need = Vec::new();
@@ -317,9 +322,6 @@ impl ConsentStage {
             let (stamp, from_message) = match &seen.sets {
                 Some(s) => {
                     cache.observe(&seen.subject, s.clone());
-                    if self.set_by_message.len() >= self.max_entries {
-                        self.set_by_message.clear();
-                    }
                     self.set_by_message
                         .insert(seen.subject.clone(), (s.clone(), now));
                     (Some(s.clone()), true)
@@ -459,6 +461,127 @@ mod tests {
             serde_json::to_string(&r).unwrap()
         );
         assert_eq!(r.consent.unwrap().checked_at, "2023-11-14T22:13:20.123Z");
+    }
+
+    fn processed(seq: u64, json: &str) -> Processed {
+        let mut r = record(json);
+        r.seq = seq;
+        Processed {
+            line: wecom_store::OutputLine {
+                kind: wecom_store::LineKind::Record,
+                seq,
+                json: serde_json::to_vec(&r).unwrap(),
+            },
+            dead: None,
+            msgtype: r.msgtype.clone(),
+            key: r.conversation_id.clone(),
+            msgid: r.msgid.clone(),
+            msgtime_ms: r.msgtime_ms,
+            consent: subject_of(&r),
+        }
+    }
+
+    fn page() -> Vec<Processed> {
+        let text = |from: &str, to: &str| {
+            format!(
+                r#"{{"msgid":"m","action":"send","from":"{from}","tolist":["{to}"],"roomid":"","msgtime":40,"msgtype":"text","text":{{"content":"hi"}}}}"#
+            )
+        };
+        vec![
+            processed(1, &text("zhangsan", EXT)),
+            processed(
+                2,
+                &format!(
+                    r#"{{"msgid":"d","action":"send","from":"{EXT}","tolist":["zhangsan"],"roomid":"","msgtime":60,"msgtype":"disagree","disagree":{{"userid":"{EXT}","disagree_time":50}}}}"#
+                ),
+            ),
+            processed(3, &text(EXT, "zhangsan")),
+            processed(4, &text("lisi", "zhangsan")),
+            processed(5, &text("lisi", EXT)),
+        ]
+    }
+
+    fn status(p: &Processed) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&p.line.json).unwrap();
+        v.get("consent")
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_stage_applies_messages_in_seq_order_and_its_history_replays_the_same_bytes() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pairs: cache::PairFetch = {
+            let calls = calls.clone();
+            Arc::new(move |req: Vec<(String, String)>| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async move {
+                    Ok(req
+                        .into_iter()
+                        .filter(|(u, _)| u == "zhangsan")
+                        .map(|(userid, external_openid)| wecom_api::AgreeInfo {
+                            userid,
+                            external_openid,
+                            agree_status: wecom_api::AgreeStatus::DefaultAgree,
+                            status_change_time: 1,
+                        })
+                        .collect())
+                })
+            })
+        };
+        let rooms: cache::RoomFetch = Arc::new(|_| Box::pin(async { Ok(Vec::new()) }));
+        let cfg = ConsentConfig::default();
+        let cache = Arc::new(ConsentCache::new(
+            "c",
+            &cfg,
+            pairs,
+            rooms,
+            Arc::new(Instant::now),
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StreamLayout::at(dir.path(), "corp");
+        let mut stage =
+            ConsentStage::open(ConsentSource::Online(cache), &layout, "c", &cfg).unwrap();
+        let mut live = page();
+        stage.enrich(&mut live).await.unwrap();
+        let got: Vec<Option<String>> = live.iter().map(status).collect();
+        assert_eq!(
+            got,
+            [
+                Some("Default_Agree".into()),
+                Some("Disagree".into()),
+                Some("Disagree".into()),
+                None,
+                Some(UNANSWERED.into())
+            ]
+        );
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one batch for the page"
+        );
+
+        let entries = history::read(&history::path(&layout)).unwrap();
+        let seqs: Vec<(u64, &str)> = entries.iter().map(|e| (e.seq, e.source.as_str())).collect();
+        assert_eq!(seqs, [(1, "lookup"), (2, "message"), (5, "lookup")]);
+        assert_eq!(entries[1].checked_at_ms, Some(50), "the message's own time");
+
+        // The history alone gives every record the same bytes, without the service.
+        let offline = ConsentHistory::load(&layout, "c").unwrap();
+        let mut stage = ConsentStage::open(
+            ConsentSource::Offline(Arc::new(offline)),
+            &layout,
+            "c",
+            &cfg,
+        )
+        .unwrap();
+        let mut again = page();
+        stage.enrich(&mut again).await.unwrap();
+        for (a, b) in live.iter().zip(&again) {
+            assert_eq!(
+                String::from_utf8_lossy(&a.line.json),
+                String::from_utf8_lossy(&b.line.json)
+            );
+        }
     }
 
     #[test]
