@@ -22,13 +22,18 @@ pub struct ConsentArgs {
 }
 
 pub fn consent(args: &ConsentArgs) -> anyhow::Result<()> {
+    use std::io::Write;
     let report = build(&args.config, args.room.clone())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
     } else {
-        print!("{report}");
+        report.to_string()
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // The reader stopped early (`| head`): not an error of this command.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing the report to stdout"),
     }
-    Ok(())
 }
 
 fn build(config: &Path, room: Option<String>) -> anyhow::Result<ConsentReport> {
