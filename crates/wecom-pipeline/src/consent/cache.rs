@@ -7,6 +7,7 @@
 //! [`MAX_PAIRS`] per call, rooms with one `check_room_agree` per room. A failed lookup is "no status" for
 //! [`crate::rooms::FAILURE_TTL`] when it was retriable (the client already retried it), for the TTL
 //! otherwise; the first failure is logged at WARN, the next ones at DEBUG until a lookup succeeds again.
+//! A lookup that takes longer than [`LOOKUP_TIMEOUT`] (retries included) is a retriable failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +24,10 @@ use crate::rooms::{Clock, FAILURE_TTL};
 
 /// Most pairs sent in one `check_single_agree` call (the service's limit).
 pub const MAX_PAIRS: usize = 100;
+
+/// How long one lookup may take, the client's retries included: the sink waits for it, so a service
+/// that rate limits for a minute (45009) costs records their consent rather than holding them back.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Looks pairs up: `check_single_agree` in production, a closure in tests.
 pub type PairFetch = Arc<
@@ -53,6 +58,8 @@ pub struct ConsentCache {
     corp_id: String,
     ttl: Duration,
     failure_ttl: Duration,
+    /// [`LOOKUP_TIMEOUT`] (shorter in tests).
+    timeout: Duration,
     max_entries: usize,
     clock: Clock,
     pairs: PairFetch,
@@ -89,6 +96,7 @@ impl ConsentCache {
             corp_id: corp_id.to_owned(),
             ttl,
             failure_ttl: FAILURE_TTL.min(ttl),
+            timeout: LOOKUP_TIMEOUT,
             max_entries: cfg.max_entries.max(1),
             clock,
             pairs,
@@ -268,7 +276,17 @@ impl ConsentCache {
     ) -> Result<T, bool> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.looked_up.fetch_add(subjects as u64, Ordering::Relaxed);
-        match call.await {
+        let Ok(answer) = tokio::time::timeout(self.timeout, call).await else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if self.warned.swap(true, Ordering::Relaxed) {
+                debug!(corp = %self.corp_id, subjects, "consent lookup timed out again");
+            } else {
+                warn!(corp = %self.corp_id, subjects, timeout_secs = self.timeout.as_secs(),
+                    "consent lookup timed out (the service is slow or rate limiting); records of these contacts go without consent until a lookup succeeds");
+            }
+            return Err(true);
+        };
+        match answer {
             Ok(v) => {
                 self.warned.store(false, Ordering::Relaxed);
                 Ok(v)
@@ -514,6 +532,16 @@ mod tests {
             .fetch_add(FAILURE_TTL.as_millis() as u64 + 1, Ordering::SeqCst);
         f.cache.resolve(vec![s]).await;
         assert_eq!(f.room_calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_outlasts_the_timeout_is_a_failure_not_a_wait() {
+        let mut f = fixture(600, Duration::from_secs(3600));
+        f.cache.timeout = Duration::from_millis(20);
+        let s = pair(2);
+        // Answered (Agree) only after an hour: `None` means the timeout gave up on it.
+        assert_eq!(status(&f.cache.resolve(vec![s.clone()]).await, &s), None);
+        assert_eq!(f.cache.stats().failures, 1);
     }
 
     #[tokio::test]
