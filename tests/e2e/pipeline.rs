@@ -15,7 +15,13 @@ fn opts() -> RunOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_source_every_seq_exactly_once() {
-    let server = sim(7, 20_000, fetch_faults()).await;
+    // Repeated items more often than usual: the faults are drawn per request (consent and room lookups
+    // draw too), and the check below needs at least one repeat in a page that reaches the client.
+    let faults = wecom_sim::FaultConfig {
+        duplicate_items: 0.3,
+        ..fetch_faults()
+    };
+    let server = sim(7, 20_000, faults).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let path = write_config(tmp.path(), &server.base_url(), &data, "");

@@ -32,6 +32,17 @@ fn req(from: u64, to: Option<u64>, name: &str) -> ReplayRequest {
 /// record's `recalls` link is left out: a replay's recall index starts at its first seq, so its links to
 /// earlier messages say "not found" where the live run's found them (tests/e2e/recalls.rs checks both).
 fn lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
+    lines_without(stream_dir, sub, &["recalls"])
+}
+
+/// [`lines`] of a replay from the service, without `consent` either: such a replay looks consent up
+/// itself and sees only the agree / disagree messages of its range, so its statuses start from what it
+/// walks, like its recall links (tests/e2e/consent.rs checks consent; an archive replay keeps it whole).
+fn service_lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
+    lines_without(stream_dir, sub, &["recalls", "consent"])
+}
+
+fn lines_without(stream_dir: &Path, sub: &str, fields: &[&str]) -> BTreeMap<u64, Vec<u8>> {
     let dir = stream_dir.join(sub);
     let mut out = BTreeMap::new();
     if !dir.exists() {
@@ -42,7 +53,11 @@ fn lines(stream_dir: &Path, sub: &str) -> BTreeMap<u64, Vec<u8>> {
         let mut v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let seq = v["seq"].as_u64().expect("seq");
         if let Some(obj) = v.as_object_mut() {
-            if obj.remove("recalls").is_some() {
+            let mut removed = false;
+            for f in fields {
+                removed |= obj.remove(*f).is_some();
+            }
+            if removed {
                 line = serde_json::to_vec(&v).expect("json");
             }
         }
@@ -132,8 +147,8 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
 
     let live_dir = live_dir(&data);
     for sub in ["messages", "deadletter"] {
-        let want = range(&lines(&live_dir, sub), from, to);
-        let got = lines(&replay_dir(&rep, "corp"), sub);
+        let want = range(&service_lines(&live_dir, sub), from, to);
+        let got = service_lines(&replay_dir(&rep, "corp"), sub);
         assert!(!want.is_empty() || sub == "deadletter");
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
@@ -160,7 +175,8 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
     .expect("replay again");
     for sub in ["messages", "deadletter"] {
         assert!(
-            lines(&replay_dir(&rep, "corp"), sub) == lines(&replay_dir(&again, "corp"), sub),
+            service_lines(&replay_dir(&rep, "corp"), sub)
+                == service_lines(&replay_dir(&again, "corp"), sub),
             "{sub}: two replays of one range differ"
         );
     }
@@ -221,7 +237,7 @@ async fn replayed_range_is_byte_identical_and_leaves_the_live_run_alone() {
 fn records_by_msgid(dirs: &[PathBuf]) -> BTreeMap<String, serde_json::Value> {
     let mut out = BTreeMap::new();
     for d in dirs {
-        for line in lines(d, "messages").into_values() {
+        for line in service_lines(d, "messages").into_values() {
             let mut v: serde_json::Value = serde_json::from_slice(&line).expect("json");
             let obj = v.as_object_mut().expect("object");
             obj.remove("stream");
@@ -369,5 +385,160 @@ async fn raw_archive_replays_history_past_the_retention_floor_and_recovers_late_
         .into_keys()
         .collect();
     assert!(dead.is_disjoint(&late));
+    server.shutdown().await;
+}
+
+/// The records of a replay from the raw archive by a process that never saw the live run (no cache of
+/// rooms or consent) are the live run's bytes, `room` and `consent` included: both come from what the live
+/// run recorded (the archive's room snapshots, the stream's consent history), not from the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_replay_in_a_fresh_process_is_byte_identical_room_and_consent_included() {
+    let (server, tmp, data, cfg, source) = setup(43, 4_000, fetch_faults(), "").await;
+    wecom_pipeline::run(&cfg, &source, &opts(false), CancellationToken::new())
+        .await
+        .expect("live run");
+    source.shutdown().await;
+    assert_conserved(&server.truth(), &read_output(&data));
+    let stats_before = server.stats();
+
+    let config = tmp.path().join("pipeline.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args([
+            "replay",
+            "--from-seq",
+            "1",
+            "--from-archive",
+            "--name",
+            "fresh",
+            "--config",
+        ])
+        .arg(&config)
+        .env("WECOM_LOG", "warn")
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
+    let dir = PathBuf::from(summary["dir"].as_str().expect("dir")).join("corp");
+
+    let without_clock = |s| {
+        let mut v = serde_json::to_value(s).expect("stats");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("now_ms");
+        }
+        v
+    };
+    assert_eq!(
+        without_clock(server.stats()),
+        without_clock(stats_before),
+        "the archive replay called the service"
+    );
+    let live_dir = live_dir(&data);
+    for sub in ["messages", "deadletter"] {
+        let want = lines(&live_dir, sub);
+        let got = lines(&dir, sub);
+        assert!(!want.is_empty() || sub == "deadletter");
+        assert_eq!(got.len(), want.len(), "{sub}: line count");
+        for (seq, line) in &want {
+            assert!(
+                got.get(seq) == Some(line),
+                "{sub} seq {seq}: the replay wrote\n{}\nthe live run\n{}",
+                got.get(seq)
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+    let recs: Vec<serde_json::Value> = lines(&live_dir, "messages")
+        .values()
+        .map(|l| serde_json::from_slice(l).expect("json"))
+        .collect();
+    assert!(
+        recs.iter().any(|r| r.get("room").is_some()),
+        "no record has a room"
+    );
+    assert!(
+        recs.iter().any(|r| r.get("consent").is_some()),
+        "no record has consent"
+    );
+    server.shutdown().await;
+}
+
+/// Redrive has no service either: the records it recovers get `room` and `consent` from what the live run
+/// recorded, the same bytes an archive replay with the same keyring writes for those seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_enriches_like_an_archive_replay_without_calling_the_service() {
+    let faults = wecom_sim::FaultConfig {
+        unknown_key_version: 0.05,
+        ..wecom_sim::FaultConfig::default()
+    };
+    let (server, _tmp, data, cfg, source) = setup(44, 4_000, faults, "").await;
+    wecom_pipeline::run(&cfg, &source, &opts(false), CancellationToken::new())
+        .await
+        .expect("live run");
+    source.shutdown().await;
+    let late: BTreeSet<u64> = server
+        .truth()
+        .iter()
+        .filter(|t| t.fate == wecom_sim::Fate::UnknownKeyVersion)
+        .map(|t| t.seq)
+        .collect();
+    assert!(!late.is_empty());
+
+    let mut cfg4 = cfg.clone();
+    cfg4.key_files.push(KeyFile {
+        version: 4,
+        path: repo_root().join("config/sim-keys/v4.pem"),
+    });
+    let fresh = Source::connect(&cfg4).await.expect("source");
+    let stats_before = server.stats();
+    let redriven = wecom_pipeline::redrive::redrive(&cfg4, &StreamSel::Corp)
+        .await
+        .expect("redrive");
+    assert_eq!(redriven.recovered, late.len() as u64);
+    let mut arch = req(1, None, "arch-v4");
+    arch.from_archive = true;
+    let arch = replay(&cfg4, &fresh, &arch, CancellationToken::new())
+        .await
+        .expect("archive replay");
+    let without_clock = |s| {
+        let mut v = serde_json::to_value(s).expect("stats");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("now_ms");
+        }
+        v
+    };
+    assert_eq!(
+        without_clock(server.stats()),
+        without_clock(stats_before),
+        "redrive or the archive replay called the service"
+    );
+
+    let live = lines(&live_dir(&data), "messages");
+    let replayed = lines(&replay_dir(&arch, "corp"), "messages");
+    let mut rooms = 0;
+    let mut consents = 0;
+    for seq in &late {
+        let got = live.get(seq).expect("a redriven record");
+        assert!(
+            replayed.get(seq) == Some(got),
+            "seq {seq}: redrive wrote\n{}\nthe archive replay\n{}",
+            String::from_utf8_lossy(got),
+            replayed
+                .get(seq)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .unwrap_or_default()
+        );
+        let v: serde_json::Value = serde_json::from_slice(got).expect("json");
+        rooms += u32::from(v.get("room").is_some());
+        consents += u32::from(v.get("consent").is_some());
+    }
+    assert!(rooms > 0, "no redriven record has a room");
+    assert!(consents > 0, "no redriven record has consent");
+    fresh.shutdown().await;
     server.shutdown().await;
 }

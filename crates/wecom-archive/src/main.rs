@@ -12,6 +12,7 @@ use tracing::info;
 use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 
 mod check;
+mod consent_cmd;
 mod replay_cmd;
 mod serve_cmd;
 mod status;
@@ -99,6 +100,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per external contact, the agreement history the pipeline saw (agree / disagree messages and
+    /// consent lookups), from the stream's consent history.
+    #[command(
+        after_help = "Examples:\n  wecom-archive consent --config production.toml\n  \
+                            wecom-archive consent --config production.toml --json | jq '.externals[] | select(.subjects[].status == \"Disagree\")'"
+    )]
+    Consent(consent_cmd::ConsentArgs),
     /// Validate a config: keyring (versions, sizes, file permissions), token, sink; exits non-zero on a failure.
     #[command(after_help = "Example:\n  wecom-archive check --config production.toml")]
     Check {
@@ -323,6 +331,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay_cmd::run(args, shutdown_on_signals()).await,
         Command::Status { config, json } => status::status(&config, json),
+        Command::Consent(args) => consent_cmd::consent(&args),
         Command::Verify(args) => {
             if verify_cmd::verify(args).await? {
                 Ok(())

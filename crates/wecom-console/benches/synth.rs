@@ -457,6 +457,7 @@ pub fn records(n: u64, seed: u64) -> impl Iterator<Item = Record> {
             }),
             content_ref: None,
             recalls: None,
+            consent: None,
         }
     })
 }

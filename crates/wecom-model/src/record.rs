@@ -62,10 +62,28 @@ pub struct Record {
     /// empty too. The local record files always hold the full record. [`normalize`] leaves it `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_ref: Option<ContentRef>,
+    /// Whether the external contact of the conversation agreed to archiving, as the pipeline knew it when
+    /// it wrote the record: from a `check_single_agree` / `check_room_agree` lookup, or from an `agree` /
+    /// `disagree` message earlier in the stream. Absent when the message involves no external contact, or
+    /// the status could not be learned (lookups off, or failed). [`normalize`] leaves it `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentStamp>,
     /// On a `revoke` record: the message it recalls, resolved by the pipeline's msgid index. The original
     /// record is never rewritten; a `recall` event links the two. [`normalize`] leaves it `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalls: Option<RecallLink>,
+}
+
+/// A record's consent: the external contact's agreement status and when the pipeline learned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConsentStamp {
+    /// The service's value (`Agree`, `Disagree`, `Default_Agree`, or another it may add, verbatim), or
+    /// `Unanswered`: the service was asked and has no answer for the contact (they were never asked, or
+    /// never replied).
+    pub status: String,
+    /// When the status was learned, RFC 3339 UTC with milliseconds: the lookup's time, or the `agree` /
+    /// `disagree` message's own time.
+    pub checked_at: String,
 }
 
 /// What a `revoke` record recalls.
@@ -303,6 +321,7 @@ pub fn normalize(ctx: &NormalizeContext<'_>, msg: &Message) -> Record {
         key_version: ctx.key_version,
         room: None,
         content_ref: None,
+        consent: None,
         recalls: None,
     }
 }

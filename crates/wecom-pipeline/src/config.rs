@@ -42,6 +42,9 @@ pub struct Config {
     /// Room backfill and room metadata (rooms.rs).
     #[serde(default)]
     pub rooms: crate::rooms::RoomsConfig,
+    /// Consent on records: `check_single_agree` / `check_room_agree` lookups (consent.rs).
+    #[serde(default)]
+    pub consent: crate::consent::ConsentConfig,
     /// The media worker; absent means off. It follows the local record output of the stream being run, or,
     /// with `sink.kind = "kafka"`, consumes the messages topic in a consumer group.
     #[serde(default)]
@@ -210,6 +213,7 @@ pub struct Validated {
     pub notify: Option<crate::notify::NotifySettings>,
     pub archive: wecom_ledger::ArchiveConfig,
     pub rooms: crate::rooms::RoomsConfig,
+    pub consent: crate::consent::ConsentConfig,
 }
 
 impl Config {
@@ -304,6 +308,9 @@ impl Config {
         self.rooms
             .validate()
             .map_err(|r| bad(format!("[rooms]: {r}")))?;
+        self.consent
+            .validate()
+            .map_err(|r| bad(format!("[consent]: {r}")))?;
         if let Some(media) = &self.media {
             media.validate().map_err(|e| bad(e.to_string()))?;
         }
@@ -355,6 +362,7 @@ impl Config {
             notify,
             archive: self.archive,
             rooms: self.rooms,
+            consent: self.consent,
         })
     }
 }

@@ -5,11 +5,15 @@
 //! blocking threads, in order) → [`process`] (RSA unwrap, message cipher, normalize) → [`sink`] (one page
 //! at a time) → [`outputs`] (local files and/or Kafka, acknowledged) → the cursor commit.
 //!
+//! Enrichments on the way: room metadata ([`rooms`], in the processor), consent ([`consent`], in the sink
+//! task, in seq order), recall links (`recall`, in the outputs).
+//!
 //! Entry points: [`run::run`] (the live pipeline), [`replay::replay`], [`redrive::redrive`] (re-process dead
 //! letters), [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the
 //! invariants.
 
 pub mod config;
+pub mod consent;
 mod decrypt;
 pub mod error;
 mod fetch;
@@ -25,6 +29,7 @@ mod progress;
 mod recall;
 pub mod redrive;
 pub mod replay;
+pub mod room_history;
 pub mod rooms;
 pub mod run;
 mod scope;

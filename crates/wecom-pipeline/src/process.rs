@@ -51,6 +51,8 @@ pub struct Processed {
     pub msgid: String,
     /// The message's send time (ms), for latency; `None` for dead letters.
     pub msgtime_ms: Option<u64>,
+    /// Whose consent the record's `consent` is about, set by the consent stage (consent.rs).
+    pub consent: Option<crate::consent::Seen>,
 }
 
 /// What a successfully decoded item carries besides its JSON line.
@@ -59,6 +61,7 @@ struct Decoded {
     msgtype: Option<String>,
     conversation_id: String,
     msgtime_ms: Option<u64>,
+    consent: Option<crate::consent::Seen>,
 }
 
 /// Loads every configured private key.
@@ -194,6 +197,7 @@ impl Processor {
                 key: d.conversation_id,
                 msgid: item.msgid.clone(),
                 msgtime_ms: d.msgtime_ms,
+                consent: d.consent,
             },
             Err(reason) => self.dead(item, DeadLetterReason::ParseFailed, reason),
         }
@@ -232,6 +236,7 @@ impl Processor {
             key: item.msgid.clone(),
             msgid: item.msgid.clone(),
             msgtime_ms: None,
+            consent: None,
         }
     }
 
@@ -245,10 +250,11 @@ impl Processor {
         };
         let mut record = normalize(&ctx, &msg);
         if let (Some(rooms), Some(roomid)) = (&self.rooms, record.roomid.as_deref()) {
-            record.room = rooms.summary(roomid);
+            record.room = rooms.summary(roomid, record.msgtime_ms);
         }
         let json = serde_json::to_vec(&record).map_err(|e| format!("serialize record: {e}"))?;
         Ok(Decoded {
+            consent: crate::consent::subject_of(&record),
             json,
             msgtype: record.msgtype,
             conversation_id: record.conversation_id,

@@ -206,7 +206,7 @@ impl Recalls {
 }
 
 /// Cuts what a crash left after the last complete line.
-fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+pub(crate) fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -6,9 +6,11 @@
 //! configured output (the record files, the Kafka messages topic with the `redriven` header), and its seq
 //! is appended to the resolved list only after every output acknowledged; an item that still fails stays
 //! where it is. Running redrive twice, or again after a crash, never writes a record twice (the intent of
-//! `intent.rs`). For a Kafka consumer: a dead letter for seq S may later be followed by the record for S.
+//! `intent.rs`). Recovered records get `consent` from the stream's consent history (consent.rs), never
+//! from the service. For a Kafka consumer: a dead letter for seq S may later be followed by the record for S.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use wecom_model::api::ChatDataItem;
 use wecom_model::record::DeadLetter;
@@ -45,8 +47,18 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
         None
     };
     let result = async {
-        // Redrive has no service to ask: recovered records carry no `room` (rooms.rs).
-        let processor = Processor::new(cfg, &name, pool.as_ref(), None)?;
+        // Redrive has no service to ask: recovered records get `room` from the archive's room history
+        // (room_history.rs), or none without the archive.
+        let rooms = if cfg.rooms.enrich && cfg.archive.enabled {
+            let ledger = crate::room_history::open_ledger(cfg)?;
+            crate::rooms::RoomLookup::history(Arc::new(crate::room_history::RoomHistory::new(
+                ledger,
+                cfg.rooms.max_entries,
+            )))
+        } else {
+            None
+        };
+        let processor = Processor::new(cfg, &name, pool.as_ref(), rooms)?;
         let (mut outputs, _cursor) = Outputs::open(cfg, &layout).await?;
         let resolved = outputs.resolved_seqs().await?;
         let l = layout.clone();
@@ -55,6 +67,13 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
                 .await
                 .map_err(|e| PipelineError::internal(&corp_id, &name, e))?
                 .map_err(|e| e.in_stream(&corp_id, &name))?;
+        // Nor for consent: recovered records get what the stream's consent history says at their seq.
+        let mut lines = lines;
+        if let Some(source) = crate::consent::source_for_run(cfg, None, Some(&layout))? {
+            crate::consent::ConsentStage::open(source, &layout, &cfg.corp_id, &cfg.consent)?
+                .enrich(&mut lines)
+                .await?;
+        }
         let written = outputs.write_redriven(lines).await?;
         Ok(RedriveSummary {
             already_written: written.already_written,

@@ -21,9 +21,11 @@
 //! or fails the run: the record simply has no `room`.
 //!
 //! Who gets which cache: the live run and replays from the service share the one cache of the
-//! [`crate::run::Source`] (so a replay running beside the live run enriches exactly as the live run does);
-//! `replay --from-archive` gets [`RoomCache::offline`], a view of the same entries that never calls the
-//! service (a room the process has not looked up yet gets no `room`); redrive has no service and no cache.
+//! [`crate::source::Source`] (so a replay running beside the live run enriches exactly as the live run
+//! does). With `[archive]` enabled, every lookup's answer is also archived as a room snapshot, and
+//! `replay --from-archive` and redrive enrich from that history instead, never calling the service
+//! ([`crate::room_history`]); without the archive, redrive gives no `room`. [`RoomCache::offline`] is a
+//! view of the same entries that never calls the service (a room not looked up yet gets no `room`).
 //!
 //! The processor runs on `spawn_blocking` threads, so [`RoomLookup`] blocks on the async cache through a
 //! runtime [`Handle`] captured when the processor is built: `Handle::block_on` is allowed on blocking
@@ -124,6 +126,8 @@ pub struct RoomCache {
     shared: Arc<Shared>,
     /// `None`: an offline view that answers from the entries only and never calls.
     fetch: Option<RoomFetch>,
+    /// Where the answers of lookups go as room history (`[archive]` enabled; room_history.rs).
+    snapshots: Option<crate::room_history::SnapshotWriter>,
 }
 
 struct Shared {
@@ -174,7 +178,19 @@ impl RoomCache {
                 hits: AtomicU64::new(0),
             }),
             fetch: Some(fetch),
+            snapshots: None,
         }
+    }
+
+    /// This cache, archiving the answer of each lookup through `writer`.
+    pub fn with_snapshots(mut self, writer: crate::room_history::SnapshotWriter) -> Self {
+        self.snapshots = Some(writer);
+        self
+    }
+
+    /// The snapshot writer, if any (to finish it at shutdown).
+    pub fn snapshots(&self) -> Option<&crate::room_history::SnapshotWriter> {
+        self.snapshots.as_ref()
     }
 
     /// A cache that looks rooms up through `client` (`groupchat/get` {roomid}, retried by the client).
@@ -193,6 +209,7 @@ impl RoomCache {
         RoomCache {
             shared: self.shared.clone(),
             fetch: None,
+            snapshots: None,
         }
     }
 
@@ -206,6 +223,12 @@ impl RoomCache {
 
     /// The room's summary, `None` when the room has no (known) metadata.
     pub async fn get(&self, roomid: &str) -> Option<RoomSummary> {
+        self.get_at(roomid, None).await
+    }
+
+    /// [`RoomCache::get`] for a record at `msgtime_ms`: a lookup it makes is archived as a snapshot taken
+    /// then (now, without a msgtime).
+    pub async fn get_at(&self, roomid: &str, msgtime_ms: Option<u64>) -> Option<RoomSummary> {
         if roomid.is_empty() {
             return None;
         }
@@ -219,6 +242,13 @@ impl RoomCache {
             .get_or_init(|| async {
                 shared.calls.fetch_add(1, Ordering::Relaxed);
                 let result = fetch(roomid.to_string()).await;
+                if let (Ok(info), Some(w)) = (&result, &self.snapshots) {
+                    w.queue(
+                        roomid,
+                        msgtime_ms.unwrap_or_else(wecom_store::now_unix_ms),
+                        info,
+                    );
+                }
                 shared.settle(roomid, result)
             })
             .await;
@@ -339,28 +369,55 @@ fn evict(entries: &mut HashMap<String, Arc<Entry>>, now: Instant, max: usize) {
     }
 }
 
-/// The cache as the processor uses it: from a blocking thread, through the runtime it was built on.
+/// Room metadata as the processor uses it: from a blocking thread, through the runtime it was built on —
+/// the cache (live runs, replays from the service) or the archive's room history (replays from the
+/// archive, redrive; room_history.rs).
 #[derive(Clone)]
 pub struct RoomLookup {
-    cache: Arc<RoomCache>,
+    from: LookupFrom,
     handle: Handle,
 }
 
+#[derive(Clone)]
+enum LookupFrom {
+    Cache(Arc<RoomCache>),
+    History(Arc<crate::room_history::RoomHistory>),
+}
+
 impl RoomLookup {
-    /// Captures the current runtime; `None` outside one.
+    /// The cache, through the current runtime; `None` outside one.
     pub fn current(cache: Arc<RoomCache>) -> Option<Self> {
-        Handle::try_current()
-            .ok()
-            .map(|handle| RoomLookup { cache, handle })
+        Handle::try_current().ok().map(|handle| RoomLookup {
+            from: LookupFrom::Cache(cache),
+            handle,
+        })
     }
 
-    /// The room's summary. Call it from a blocking thread (`spawn_blocking`), never from async code: on a
-    /// miss it blocks on the lookup with `Handle::block_on`.
-    pub fn summary(&self, roomid: &str) -> Option<RoomSummary> {
-        if let Some(answer) = self.cache.fresh(roomid) {
-            return answer;
+    /// The archive's room history, through the current runtime; `None` outside one.
+    pub fn history(history: Arc<crate::room_history::RoomHistory>) -> Option<Self> {
+        Handle::try_current().ok().map(|handle| RoomLookup {
+            from: LookupFrom::History(history),
+            handle,
+        })
+    }
+
+    /// The room's summary for a record at `msgtime_ms`. Call it from a blocking thread
+    /// (`spawn_blocking`), never from async code: on a miss it blocks with `Handle::block_on`.
+    pub fn summary(&self, roomid: &str, msgtime_ms: Option<u64>) -> Option<RoomSummary> {
+        match &self.from {
+            LookupFrom::Cache(cache) => {
+                if let Some(answer) = cache.fresh(roomid) {
+                    return answer;
+                }
+                self.handle.block_on(cache.get_at(roomid, msgtime_ms))
+            }
+            LookupFrom::History(h) => {
+                if let Some(answer) = h.ready(roomid, msgtime_ms) {
+                    return answer;
+                }
+                self.handle.block_on(h.as_of(roomid, msgtime_ms))
+            }
         }
-        self.handle.block_on(self.cache.get(roomid))
     }
 }
 
@@ -566,9 +623,11 @@ mod tests {
         let lookup = rt
             .block_on(async { RoomLookup::current(cache.clone()) })
             .unwrap();
-        let got =
-            rt.block_on(rt.spawn_blocking(move || {
-                (0..20).map(|_| lookup.summary("ok1")).collect::<Vec<_>>()
+        let got = rt
+            .block_on(rt.spawn_blocking(move || {
+                (0..20)
+                    .map(|_| lookup.summary("ok1", None))
+                    .collect::<Vec<_>>()
             }))
             .unwrap();
         assert!(got

@@ -71,17 +71,32 @@ pub(crate) async fn run_scoped(
         Some(dir) => StreamLayout::at(dir, &stream),
         None => opts.stream.layout(&cfg.data_dir, &corp_id)?,
     };
-    // A replay from the raw archive must not call the service: it gets the room cache's offline view.
-    let rooms = source
-        .rooms
-        .as_ref()
-        .map(|c| match scope.from_archive {
-            Some(_) => Arc::new(c.offline()),
-            None => c.clone(),
-        })
-        .and_then(crate::rooms::RoomLookup::current);
+    // A replay from the raw archive must not call the service: it reads the archive's room history.
+    let rooms = match (&scope.from_archive, &source.rooms) {
+        (_, None) => None,
+        (Some(ledger), Some(_)) => crate::rooms::RoomLookup::history(Arc::new(
+            crate::room_history::RoomHistory::new(ledger.clone(), cfg.rooms.max_entries),
+        )),
+        (None, Some(c)) => crate::rooms::RoomLookup::current(c.clone()),
+    };
     let processor = Processor::new(cfg, &stream, source.sdk.as_ref(), rooms)?;
     let (outputs, start_seq) = Outputs::open(cfg, &layout).await?;
+    // A replay from the raw archive must not call the service for consent either: it reads the live
+    // stream's consent history.
+    let live_layout = match &scope.from_archive {
+        Some(_) => Some(opts.stream.layout(&cfg.data_dir, &corp_id)?),
+        None => None,
+    };
+    let consent =
+        match crate::consent::source_for_run(cfg, source.consent.as_ref(), live_layout.as_ref())? {
+            Some(c) => Some(crate::consent::ConsentStage::open(
+                c,
+                &layout,
+                &corp_id,
+                &cfg.consent,
+            )?),
+            None => None,
+        };
     if let Some(recovered) = &scope.recovered {
         recovered.notify_one();
     }
@@ -133,6 +148,7 @@ pub(crate) async fn run_scoped(
     let sink = tokio::spawn(sink_pages(
         sink_rx,
         outputs,
+        consent,
         probe.clone(),
         shutdown.clone(),
     ));
@@ -156,6 +172,10 @@ pub(crate) async fn run_scoped(
     let fetched = fetcher.await.map_err(internal)?;
     if let Some(p) = progress {
         p.abort();
+    }
+    // The room snapshots of this run's lookups are in the archive before it returns.
+    if let Some(w) = source.rooms.as_ref().and_then(|r| r.snapshots()) {
+        w.flush().await;
     }
     // Every run ends with a signed checkpoint of what it archived (when signing is configured).
     if let Some(ledger) = &scope.archive_writer {

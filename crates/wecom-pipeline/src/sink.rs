@@ -1,7 +1,8 @@
 //! The sink stage: writes each decrypted page to every configured output, and only once every output has
 //! acknowledged it (fsync, broker ack) commits the page's last seq to the cursor. It runs as its own task
 //! behind a one-page channel, so decrypting the next page overlaps with writing this one while memory
-//! stays bounded by that one page.
+//! stays bounded by that one page. Each page gets its records' consent first (consent.rs), here because
+//! the status an agree / disagree message sets must reach the records after it in seq order.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::consent::ConsentStage;
 use crate::decrypt::DecryptedPage;
 use crate::error::PipelineError;
 use crate::ops::{Acked, Probe};
@@ -19,14 +21,22 @@ use crate::outputs::Outputs;
 pub(crate) async fn sink_pages(
     mut pages: mpsc::Receiver<DecryptedPage>,
     mut outputs: Outputs,
+    mut consent: Option<ConsentStage>,
     probe: Arc<Probe>,
     stop: CancellationToken,
 ) -> Result<(), PipelineError> {
     while let Some(page) = pages.recv().await {
         let DecryptedPage {
-            lines,
+            mut lines,
             cursor_after,
         } = page;
+        if let Some(c) = &mut consent {
+            if let Err(e) = c.enrich(&mut lines).await {
+                probe.sink_failed(cursor_after, &e);
+                stop.cancel();
+                return Err(e);
+            }
+        }
         let acked = Acked::of(&lines);
         log_dead_letters(&probe, &lines);
         match outputs.write_page(lines, cursor_after).await {

@@ -24,6 +24,8 @@ pub struct Source {
     gateway: Option<wecom_sdk::GatewayHandle>,
     /// The room metadata cache (`[rooms] enrich`), shared by every run on this source (rooms.rs).
     pub rooms: Option<Arc<crate::rooms::RoomCache>>,
+    /// The consent cache (`[consent] enabled`), shared by every run on this source (consent/cache.rs).
+    pub consent: Option<Arc<crate::consent::ConsentCache>>,
 }
 
 impl Source {
@@ -69,11 +71,26 @@ impl Source {
             corp_id: cfg.corp_id.clone(),
             source: Box::new(source),
         })?;
-        let rooms = cfg
-            .rooms
-            .enrich
-            .then(|| Arc::new(crate::rooms::RoomCache::from_client(&client, &cfg.rooms)));
+        let rooms = match (cfg.rooms.enrich, cfg.archive.enabled) {
+            (false, _) => None,
+            (true, false) => Some(crate::rooms::RoomCache::from_client(&client, &cfg.rooms)),
+            (true, true) => {
+                let ledger = crate::room_history::open_ledger(cfg)?;
+                Some(
+                    crate::rooms::RoomCache::from_client(&client, &cfg.rooms)
+                        .with_snapshots(crate::room_history::SnapshotWriter::start(ledger)),
+                )
+            }
+        }
+        .map(Arc::new);
+        let consent = cfg.consent.enabled.then(|| {
+            Arc::new(crate::consent::ConsentCache::from_client(
+                &client,
+                &cfg.consent,
+            ))
+        });
         Ok(Self {
+            consent,
             client,
             #[cfg(feature = "sim")]
             sim,
@@ -84,6 +101,9 @@ impl Source {
     }
 
     pub async fn shutdown(self) {
+        if let Some(w) = self.rooms.as_ref().and_then(|r| r.snapshots()) {
+            w.finish().await;
+        }
         #[cfg(feature = "sim")]
         if let Some(sim) = self.sim {
             sim.shutdown().await;
