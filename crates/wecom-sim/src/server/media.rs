@@ -74,8 +74,18 @@ pub(super) async fn media_get(State(s): S, Query(q): Q, headers: HeaderMap) -> R
         }
     };
     let variant = {
+        // After wrong bytes, the media is served correctly until one response goes out whole: a
+        // response cut short by another fault does not use the promise up, or the next request
+        // could be wrong again and two complete downloads in a row could carry the same wrong bytes
+        // (corruption does not repeat itself byte for byte; only a check of two downloads catches it
+        // for media without an md5).
         let mut retry_ok = s.md5_retry_ok.lock().unwrap_or_else(|p| p.into_inner());
-        if retry_ok.remove(&media_id) || !d.media_md5 {
+        if retry_ok.contains(&media_id) {
+            if !d.media_truncate && !d.media_reset {
+                retry_ok.remove(&media_id);
+            }
+            Variant::Correct
+        } else if !d.media_md5 {
             Variant::Correct
         } else {
             retry_ok.insert(media_id);

@@ -539,3 +539,60 @@ async fn error_envelopes() {
     assert_eq!(first, sim.truth()[0]);
     sim.shutdown().await;
 }
+
+/// Wrong bytes (the md5-mismatch fault) are never what two complete downloads in a row of the same
+/// media carry, even when a response after them is cut short by another fault: a client that keeps
+/// media without an md5 only when two downloads agree must never agree on wrong bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_media_bytes_never_come_twice_in_a_row() {
+    let sim = serve(config(5, 300)).await;
+    sim.set_faults(FaultConfig {
+        media_truncate: 0.25,
+        media_reset: 0.25,
+        media_md5_mismatch: 0.4,
+        ..FaultConfig::default()
+    });
+    let http = client();
+    let truth = sim.truth();
+    let token = fetch_token(&http, &sim.base_url()).await;
+    let mut complete = 0;
+    for m in truth.iter().flat_map(|t| &t.media).take(20) {
+        let url = format!(
+            "{}/cgi-bin/media/get?access_token={token}&sdkfileid={}",
+            sim.base_url(),
+            urlenc(&m.sdkfileid)
+        );
+        let mut previous_wrong: Option<String> = None;
+        for _ in 0..30 {
+            let Ok(resp) = http.get(&url).send().await else {
+                continue;
+            };
+            if resp.status() != 200 {
+                continue;
+            }
+            let Ok(body) = resp.bytes().await else {
+                continue; // reset mid-body
+            };
+            if body.len() as u64 != m.size {
+                continue; // cut short
+            }
+            complete += 1;
+            let md5 = md5_hex(&body);
+            if md5 == m.md5 {
+                previous_wrong = None;
+                continue;
+            }
+            assert_ne!(
+                previous_wrong.as_deref(),
+                Some(md5.as_str()),
+                "media {}: two complete downloads in a row carried the same wrong bytes",
+                m.sdkfileid
+            );
+            previous_wrong = Some(md5);
+        }
+    }
+    assert!(complete > 100, "only {complete} complete downloads");
+    let stats = sim.stats();
+    assert!(stats.faults.get("media_md5_mismatch").copied().unwrap_or(0) > 20);
+    sim.shutdown().await;
+}
