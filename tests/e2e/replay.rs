@@ -74,6 +74,16 @@ fn range(m: &BTreeMap<u64, Vec<u8>>, from: u64, to: u64) -> BTreeMap<u64, Vec<u8
     m.range(from..=to).map(|(k, v)| (*k, v.clone())).collect()
 }
 
+/// The simulator's stats without its clock (`now_ms`): equal before and after a step when the step never
+/// called the service.
+fn without_clock(stats: &impl serde::Serialize) -> serde_json::Value {
+    let mut v = serde_json::to_value(stats).expect("stats");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("now_ms");
+    }
+    v
+}
+
 fn live_dir(data: &Path) -> PathBuf {
     data.join("wwsimcorp0001").join("corp")
 }
@@ -337,17 +347,9 @@ async fn raw_archive_replays_history_past_the_retention_floor_and_recovers_late_
     let arch = replay(&cfg, &source, &arch, CancellationToken::new())
         .await
         .expect("replay from the archive");
-    // Everything but the simulator's clock (`now_ms`) stays as it was.
-    let without_clock = |s| {
-        let mut v = serde_json::to_value(s).expect("stats");
-        if let Some(o) = v.as_object_mut() {
-            o.remove("now_ms");
-        }
-        v
-    };
     assert_eq!(
-        without_clock(server.stats()),
-        without_clock(stats_before),
+        without_clock(&server.stats()),
+        without_clock(&stats_before),
         "the archive replay called the service"
     );
     for sub in ["messages", "deadletter"] {
@@ -424,16 +426,9 @@ async fn an_archive_replay_in_a_fresh_process_is_byte_identical_room_and_consent
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
     let dir = PathBuf::from(summary["dir"].as_str().expect("dir")).join("corp");
 
-    let without_clock = |s| {
-        let mut v = serde_json::to_value(s).expect("stats");
-        if let Some(o) = v.as_object_mut() {
-            o.remove("now_ms");
-        }
-        v
-    };
     assert_eq!(
-        without_clock(server.stats()),
-        without_clock(stats_before),
+        without_clock(&server.stats()),
+        without_clock(&stats_before),
         "the archive replay called the service"
     );
     let live_dir = live_dir(&data);
@@ -505,16 +500,9 @@ async fn redrive_enriches_like_an_archive_replay_without_calling_the_service() {
     let arch = replay(&cfg4, &fresh, &arch, CancellationToken::new())
         .await
         .expect("archive replay");
-    let without_clock = |s| {
-        let mut v = serde_json::to_value(s).expect("stats");
-        if let Some(o) = v.as_object_mut() {
-            o.remove("now_ms");
-        }
-        v
-    };
     assert_eq!(
-        without_clock(server.stats()),
-        without_clock(stats_before),
+        without_clock(&server.stats()),
+        without_clock(&stats_before),
         "redrive or the archive replay called the service"
     );
 
