@@ -114,6 +114,13 @@ fn classify(key: &[u8], corp_id: &str, stream: &str) -> Option<Key> {
     (rest == stream).then_some(Key::Version1)
 }
 
+/// A claim record's stream (`{corp_id}/{stream}`) and epoch; `None` for any other record of the topic.
+pub(crate) fn parse_claim(key: &[u8], value: &[u8]) -> Option<(String, u64)> {
+    let stream = std::str::from_utf8(key).ok()?.strip_prefix("claim/")?;
+    let claim: ClaimValue = serde_json::from_slice(value).ok()?;
+    Some((stream.to_string(), claim.epoch))
+}
+
 /// The stream's records found by a newest-first scan down to its current claim.
 #[derive(Debug, Default)]
 struct Found {

@@ -110,6 +110,12 @@ pub enum KafkaError {
     NoCursorTopic,
     #[error("kafka background task failed: {0}")]
     Task(String),
+    /// `publish_guarded`: lines `..published` are acknowledged, the one of `seq` and every later one were
+    /// not sent because the caller's ownership lease ran out.
+    #[error(
+        "stopped publishing before seq {seq}: this worker's ownership lease of the stream ran out"
+    )]
+    LeaseExpired { seq: u64, published: usize },
 }
 
 fn partition_suffix(partition: i32) -> String {
@@ -150,6 +156,7 @@ impl KafkaError {
             | KafkaError::RecordTooLarge { .. }
             | KafkaError::Canceled { .. }
             | KafkaError::Read { .. }
+            | KafkaError::LeaseExpired { .. }
             | KafkaError::Task(_) => false,
         }
     }

@@ -13,6 +13,7 @@
 
 mod admin;
 mod client;
+mod cluster;
 mod config;
 mod context;
 mod cursor;
@@ -27,6 +28,10 @@ mod sink;
 
 pub use admin::{CheckReport, TopicCheck, TopicRole};
 pub use client::{client_config, ClientRole};
+pub use cluster::{
+    ensure_compacted_topic, read_latest, ClaimWatch, ControlEvent, ControlMember, KeyedProducer,
+    KeyedRecord, MemberSettings,
+};
 pub use config::{KafkaConfig, Topics, COMPRESSIONS};
 pub use context::ProducerStats;
 pub use cursor::Claim;
@@ -47,3 +52,7 @@ pub const HEADER_SEQ: &str = "seq";
 /// Header marking a record published by `redrive` (any value): it is out of the live seq order, so the
 /// recovery scan counts it but never stops at it.
 pub const HEADER_REDRIVEN: &str = "redriven";
+/// Header carrying the owner epoch of the stream's publisher (cluster mode; see `cursor.rs`).
+pub const HEADER_OWNER_EPOCH: &str = "owner_epoch";
+/// Header naming the cluster worker that published the record.
+pub const HEADER_WORKER: &str = "worker";

@@ -85,6 +85,25 @@ impl KafkaSink {
     /// [`KafkaSink::publish`] over borrowed lines, so that after a [`KafkaError::RecordTooLarge`] the caller
     /// still has the lines to publish the rest with.
     pub async fn publish_slice(&self, lines: &[PublishLine]) -> Result<(), KafkaError> {
+        self.publish_inner(lines, None).await
+    }
+
+    /// [`publish_slice`](Self::publish_slice) that asks `may_send` before enqueueing each line (cluster
+    /// mode: whether this worker's ownership lease of the stream still holds). When it says no, the lines
+    /// already sent are awaited and [`KafkaError::LeaseExpired`] says how many; none after was sent.
+    pub async fn publish_guarded(
+        &self,
+        lines: &[PublishLine],
+        may_send: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(), KafkaError> {
+        self.publish_inner(lines, Some(may_send)).await
+    }
+
+    async fn publish_inner(
+        &self,
+        lines: &[PublishLine],
+        may_send: Option<&(dyn Fn() -> bool + Sync)>,
+    ) -> Result<(), KafkaError> {
         let limit = self.max_record_bytes();
         let mut headers = Vec::with_capacity(lines.len());
         for line in lines {
@@ -102,6 +121,15 @@ impl KafkaSink {
                 while let Some(p) = pending.pop_front() {
                     self.delivered(p).await?;
                 }
+            }
+            if may_send.is_some_and(|ok| !ok()) {
+                while let Some(p) = pending.pop_front() {
+                    self.delivered(p).await?;
+                }
+                return Err(KafkaError::LeaseExpired {
+                    seq: line.seq,
+                    published: index,
+                });
             }
             let topic = self.topic(line.kind);
             let mut record = FutureRecord::to(topic)

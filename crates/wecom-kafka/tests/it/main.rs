@@ -2,6 +2,7 @@
 //! `eval "$(scripts/kafka-broker.sh start)"`. Without `WECOM_TEST_KAFKA_BROKERS` they are skipped with a note.
 
 mod check;
+mod cluster;
 mod common;
 mod cursor;
 mod fatal;
