@@ -58,6 +58,14 @@ pub enum PipelineError {
     Media { corp_id: String, reason: String },
     #[error("simulator: {0}")]
     Sim(String),
+    /// Cluster mode: another worker claimed the stream (a newer owner epoch); this one stops it.
+    #[error("corp {corp_id} stream {stream}: owner epoch {epoch} was fenced by a newer claim (epoch {newer}); another worker runs it now")]
+    Fenced {
+        corp_id: String,
+        stream: String,
+        epoch: u64,
+        newer: u64,
+    },
     #[error("corp {corp_id} stream {stream}: {reason}")]
     Internal {
         corp_id: String,

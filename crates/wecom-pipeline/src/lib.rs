@@ -12,6 +12,7 @@
 //! letters), [`config::Config::load`] (the TOML config). See ARCHITECTURE.md for the data flow and the
 //! invariants.
 
+pub mod cluster;
 pub mod config;
 pub mod consent;
 mod decrypt;

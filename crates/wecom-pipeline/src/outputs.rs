@@ -69,6 +69,8 @@ pub struct Outputs {
     /// Revoke seqs past the cursor whose recall events the local file already holds.
     recalls_present: BTreeSet<u64>,
     cursors: Arc<CursorStore>,
+    /// Cluster mode: the cursor lives in the cursor topic and every publish is fenced by the owner epoch.
+    owner: Option<Arc<crate::cluster::Ownership>>,
     _lock: StreamLock,
 }
 
@@ -81,10 +83,17 @@ struct LocalPresent {
 
 impl Outputs {
     /// Takes the stream's lock, loads its cursor and recovers every output. Returns the committed seq.
+    /// With an `owner` (cluster mode) the cursor is the owner's, from the cursor topic, and the local
+    /// directory is scratch.
     pub async fn open(
         cfg: &Validated,
         layout: &StreamLayout,
+        owner: Option<Arc<crate::cluster::Ownership>>,
     ) -> Result<(Self, u64), PipelineError> {
+        let owned_start = match &owner {
+            Some(o) => Some(o.load_cursor().await?),
+            None => None,
+        };
         let corp_id = cfg.corp_id.clone();
         let stream = layout.stream().to_string();
         let seg = cfg.segment_max_bytes;
@@ -94,7 +103,10 @@ impl Outputs {
             tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
                 let lock = StreamLock::acquire(&l)?;
                 let cursors = CursorStore::open(l.dir())?;
-                let start = cursors.load(l.stream())?.map_or(0, |c| c.seq);
+                let start = match owned_start {
+                    Some(seq) => seq,
+                    None => cursors.load(l.stream())?.map_or(0, |c| c.seq),
+                };
                 let mut sink = LocalSink::open(
                     l.dir(),
                     SinkOptions {
@@ -146,6 +158,7 @@ impl Outputs {
                 recalls,
                 recalls_present,
                 cursors: Arc::new(cursors),
+                owner,
                 _lock: lock,
             },
             start,
@@ -284,6 +297,9 @@ impl Outputs {
         .await
         .map_err(|e| PipelineError::internal(&self.corp_id, &self.stream, e))?
         .map_err(|source| self.store_err(source))?;
+        if let Some(o) = &self.owner {
+            o.commit(cursor_after).await?;
+        }
         if outcome.resolved > 0 {
             info!(corp = %self.corp_id, stream = %self.stream, count = outcome.resolved, "dead letters written before a restart are records now (their key was added); marked resolved");
         }
@@ -323,8 +339,23 @@ impl Outputs {
                     info!(corp = %self.corp_id, stream = %self.stream, seq = line.seq, limit, "a line too big for the kafka topic is published slim; its full body is in the archive store");
                 }
             }
-            match k.sink.publish_slice(&lines[from..]).await {
+            let sent = match &self.owner {
+                None => k.sink.publish_slice(&lines[from..]).await,
+                Some(o) => {
+                    // fenced: a newer owner exists; else the lease is fresh for this round
+                    o.ensure().await?;
+                    k.sink
+                        .publish_guarded(&lines[from..], &|| o.lease_holds())
+                        .await
+                }
+            };
+            match sent {
                 Ok(()) => break,
+                // the lease ran out mid-page (a pause): the lines before are acknowledged; check
+                // ownership again and go on from there
+                Err(wecom_kafka::KafkaError::LeaseExpired { published, .. }) => {
+                    from += published;
+                }
                 // The lines before `published` are acknowledged and none after was sent; the sink lowered
                 // its limit below the refused line, which is slimmed on the next round.
                 Err(wecom_kafka::KafkaError::RecordTooLarge { published, .. })
@@ -465,6 +496,9 @@ impl Outputs {
         ];
         if let Some(t) = &p.msgtype {
             h.push(("msgtype".to_string(), t.clone()));
+        }
+        if let Some(o) = &self.owner {
+            h.extend(o.headers());
         }
         h
     }

@@ -59,7 +59,7 @@ pub async fn redrive(cfg: &Validated, stream: &StreamSel) -> Result<RedriveSumma
             None
         };
         let processor = Processor::new(cfg, &name, pool.as_ref(), rooms)?;
-        let (mut outputs, _cursor) = Outputs::open(cfg, &layout).await?;
+        let (mut outputs, _cursor) = Outputs::open(cfg, &layout, None).await?;
         let resolved = outputs.resolved_seqs().await?;
         let l = layout.clone();
         let (summary, lines) =

@@ -80,7 +80,7 @@ pub(crate) async fn run_scoped(
         (None, Some(c)) => crate::rooms::RoomLookup::current(c.clone()),
     };
     let processor = Processor::new(cfg, &stream, source.sdk.as_ref(), rooms)?;
-    let (outputs, start_seq) = Outputs::open(cfg, &layout).await?;
+    let (outputs, start_seq) = Outputs::open(cfg, &layout, scope.owner.clone()).await?;
     // A replay from the raw archive must not call the service for consent either: it reads the live
     // stream's consent history.
     let live_layout = match &scope.from_archive {

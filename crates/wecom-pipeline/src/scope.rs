@@ -44,6 +44,8 @@ pub(crate) struct Scope {
     pub probes: Option<ProbeList>,
     /// Notified once the outputs are recovered (see [`crate::run::run_notifying`]).
     pub recovered: Option<Arc<tokio::sync::Notify>>,
+    /// Cluster mode: the stream's ownership (cursor in the cursor topic, fenced publishes).
+    pub owner: Option<Arc<crate::cluster::Ownership>>,
 }
 
 impl Scope {

@@ -144,11 +144,12 @@ impl Probe {
     /// largest seq seen so far.
     pub fn page_fetched(&self, new_items: usize, dropped: usize, newest: u64) {
         let s = self.stream.clone();
-        counter!("wecom_items_fetched_total", "stream" => s.clone()).increment(new_items as u64);
-        counter!("wecom_items_duplicates_dropped_total", "stream" => s.clone())
+        counter!("wecom_items_fetched_total", "corp" => self.corp_id.clone(), "stream" => s.clone()).increment(new_items as u64);
+        counter!("wecom_items_duplicates_dropped_total", "corp" => self.corp_id.clone(), "stream" => s.clone())
             .increment(dropped as u64);
         let newest = self.newest.fetch_max(newest, Ordering::Relaxed).max(newest);
-        gauge!("wecom_newest_seq_seen", "stream" => s).set(newest as f64);
+        gauge!("wecom_newest_seq_seen", "corp" => self.corp_id.clone(), "stream" => s)
+            .set(newest as f64);
         self.fetched.fetch_add(new_items as u64, Ordering::Relaxed);
         self.duplicates.fetch_add(dropped as u64, Ordering::Relaxed);
         self.caught_up.store(new_items == 0, Ordering::Relaxed);
@@ -163,7 +164,7 @@ impl Probe {
 
     /// A fetch failed after the client's retries (logged by the caller).
     pub fn fetch_failed(&self, seq: u64, err: &(dyn std::error::Error + 'static)) {
-        counter!("wecom_fetch_errors_total", "stream" => self.stream.clone()).increment(1);
+        counter!("wecom_fetch_errors_total", "corp" => self.corp_id.clone(), "stream" => self.stream.clone()).increment(1);
         self.set_error(seq, format!("fetch: {}", wecom_model::error_chain(err)));
     }
 
@@ -176,7 +177,7 @@ impl Probe {
                 .or_default() += 1;
         }
         for (t, n) in by_type {
-            counter!("wecom_items_decrypted_total", "stream" => self.stream.clone(), "msgtype" => t.to_string())
+            counter!("wecom_items_decrypted_total", "corp" => self.corp_id.clone(), "stream" => self.stream.clone(), "msgtype" => t.to_string())
                 .increment(n);
         }
     }
@@ -187,29 +188,30 @@ impl Probe {
         self.records.fetch_add(outcome.records, Ordering::Relaxed);
         self.dead.fetch_add(outcome.dead_letters, Ordering::Relaxed);
         self.skipped.fetch_add(outcome.skipped, Ordering::Relaxed);
-        counter!("wecom_items_skipped_total", "stream" => s.clone()).increment(outcome.skipped);
+        counter!("wecom_items_skipped_total", "corp" => self.corp_id.clone(), "stream" => s.clone()).increment(outcome.skipped);
         for (t, n) in acked.records {
-            counter!("wecom_records_published_total", "stream" => s.clone(), "msgtype" => t)
+            counter!("wecom_records_published_total", "corp" => self.corp_id.clone(), "stream" => s.clone(), "msgtype" => t)
                 .increment(n);
         }
         for (r, n) in acked.dead {
-            counter!("wecom_dead_letters_total", "stream" => s.clone(), "reason" => r).increment(n);
+            counter!("wecom_dead_letters_total", "corp" => self.corp_id.clone(), "stream" => s.clone(), "reason" => r).increment(n);
         }
         let now = wecom_store::now_unix_ms();
-        let h = histogram!("wecom_e2e_latency_seconds", "stream" => s.clone());
+        let h = histogram!("wecom_e2e_latency_seconds", "corp" => self.corp_id.clone(), "stream" => s.clone());
         for ms in acked.msgtimes_ms {
             h.record(now.saturating_sub(ms) as f64 / 1000.0);
         }
         self.committed.fetch_max(seq, Ordering::Relaxed);
-        gauge!("wecom_committed_seq", "stream" => s.clone()).set(seq as f64);
-        gauge!("wecom_last_commit_timestamp_seconds", "stream" => s).set(now as f64 / 1000.0);
+        gauge!("wecom_committed_seq", "corp" => self.corp_id.clone(), "stream" => s.clone())
+            .set(seq as f64);
+        gauge!("wecom_last_commit_timestamp_seconds", "corp" => self.corp_id.clone(), "stream" => s).set(now as f64 / 1000.0);
         self.sink_ok.store(true, Ordering::Relaxed);
         *lock(&self.last_commit) = Some(Instant::now());
     }
 
     /// A sink write or commit failed for the batch ending at `seq`. Logged here, naming corp, stream, seq.
     pub fn sink_failed(&self, seq: u64, err: &(dyn std::error::Error + 'static)) {
-        counter!("wecom_sink_errors_total", "stream" => self.stream.clone()).increment(1);
+        counter!("wecom_sink_errors_total", "corp" => self.corp_id.clone(), "stream" => self.stream.clone()).increment(1);
         self.sink_ok.store(false, Ordering::Relaxed);
         let chain = wecom_model::error_chain(err);
         error!(corp = %self.corp_id, stream = %self.stream, seq, error = %chain, "sink write failed");

@@ -47,9 +47,10 @@ pub fn watch<T: Send + 'static>(
     queue_capacity: usize,
 ) -> WatchGuard {
     let stream = probe.stream().to_string();
-    gauge!("wecom_committed_seq", "stream" => stream.clone())
+    let corp = probe.corp().to_string();
+    gauge!("wecom_committed_seq", "corp" => corp.clone(), "stream" => stream.clone())
         .set(probe.committed.load(Ordering::Relaxed) as f64);
-    gauge!("wecom_stage_queue_capacity", "stream" => stream, "stage" => "fetch_pages")
+    gauge!("wecom_stage_queue_capacity", "corp" => corp, "stream" => stream, "stage" => "fetch_pages")
         .set(queue_capacity as f64);
     let id = register(probe.clone());
     let stop = CancellationToken::new();
@@ -82,6 +83,7 @@ async fn watch_loop<T>(
     stop: CancellationToken,
 ) {
     let s = probe.stream().to_string();
+    let c = probe.corp().to_string();
     let started = Instant::now();
     let mut log = log_every.map(|every| ProgressLog::new(every, &probe, &client));
     let mut sink_idle_since: Option<Instant> = None;
@@ -96,12 +98,12 @@ async fn watch_loop<T>(
         if let Some(tx) = queue.upgrade() {
             let depth = tx.max_capacity() - tx.capacity();
             drop(tx);
-            gauge!("wecom_stage_queue_depth", "stream" => s.clone(), "stage" => "fetch_pages")
+            gauge!("wecom_stage_queue_depth", "corp" => c.clone(), "stream" => s.clone(), "stage" => "fetch_pages")
                 .set(depth as f64);
         }
         let committed = probe.committed.load(Ordering::Relaxed);
         let newest = probe.newest.load(Ordering::Relaxed);
-        gauge!("wecom_commit_lag_seqs", "stream" => s.clone())
+        gauge!("wecom_commit_lag_seqs", "corp" => c.clone(), "stream" => s.clone())
             .set(newest.saturating_sub(committed) as f64);
 
         // The fetcher always has work (it polls when caught up): no completed call for too long is stuck.
@@ -121,7 +123,7 @@ async fn watch_loop<T>(
             ("sink", sink_stuck, &probe.sink_stuck),
         ] {
             let was = flag.swap(stuck, Ordering::Relaxed);
-            gauge!("wecom_stage_stuck", "stream" => s.clone(), "stage" => stage).set(if stuck {
+            gauge!("wecom_stage_stuck", "corp" => c.clone(), "stream" => s.clone(), "stage" => stage).set(if stuck {
                 1.0
             } else {
                 0.0
@@ -136,7 +138,11 @@ async fn watch_loop<T>(
             l.maybe_log(&probe, &client);
         }
         let ready = probe.problems().is_empty();
-        gauge!("wecom_ready", "stream" => s.clone()).set(if ready { 1.0 } else { 0.0 });
+        gauge!("wecom_ready", "corp" => c.clone(), "stream" => s.clone()).set(if ready {
+            1.0
+        } else {
+            0.0
+        });
         let status = probe.status();
         let path = status_path.clone();
         let written = tokio::task::spawn_blocking(move || write_status(&path, &status)).await;
@@ -161,21 +167,25 @@ fn write_status(
 /// Copies the client's cumulative counters into the metrics (absolute values: the client counts).
 pub fn export_client_stats(client: &ArchiveClient) {
     let st = client.stats();
+    let c = client.corp_id().to_string();
     for (endpoint, n) in &st.calls {
-        counter!("wecom_api_calls_total", "endpoint" => *endpoint).absolute(*n);
+        counter!("wecom_api_calls_total", "corp" => c.clone(), "endpoint" => *endpoint)
+            .absolute(*n);
     }
     for (errcode, n) in &st.api_errors {
-        counter!("wecom_api_errors_total", "errcode" => errcode.to_string()).absolute(*n);
+        counter!("wecom_api_errors_total", "corp" => c.clone(), "errcode" => errcode.to_string())
+            .absolute(*n);
     }
     for (status, n) in &st.http_errors {
-        counter!("wecom_api_http_errors_total", "status" => status.to_string()).absolute(*n);
+        counter!("wecom_api_http_errors_total", "corp" => c.clone(), "status" => status.to_string()).absolute(*n);
     }
-    counter!("wecom_api_transport_errors_total").absolute(st.transport_errors);
-    counter!("wecom_api_decode_errors_total").absolute(st.decode_errors);
+    counter!("wecom_api_transport_errors_total", "corp" => c.clone()).absolute(st.transport_errors);
+    counter!("wecom_api_decode_errors_total", "corp" => c.clone()).absolute(st.decode_errors);
     for (endpoint, n) in &st.retries {
-        counter!("wecom_api_retries_total", "endpoint" => *endpoint).absolute(*n);
+        counter!("wecom_api_retries_total", "corp" => c.clone(), "endpoint" => *endpoint)
+            .absolute(*n);
     }
-    counter!("wecom_api_token_refreshes_total").absolute(st.token_refreshes);
+    counter!("wecom_api_token_refreshes_total", "corp" => c.clone()).absolute(st.token_refreshes);
 }
 
 /// `process_resident_memory_bytes` from `/proc/self/status` (Linux; a no-op elsewhere).
