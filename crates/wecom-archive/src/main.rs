@@ -12,6 +12,7 @@ use tracing::info;
 use wecom_pipeline::{Config, RunOptions, Source, StreamSel};
 
 mod check;
+mod cluster_cmd;
 mod consent_cmd;
 mod replay_cmd;
 mod serve_cmd;
@@ -99,7 +100,20 @@ enum Command {
         /// Print JSON (stable field names, see docs/metrics.md) instead of a table.
         #[arg(long)]
         json: bool,
+        /// The config is a cluster config: per corp, the worker running it, its lag and last error (read
+        /// from the status topic).
+        #[arg(long)]
+        cluster: bool,
     },
+    /// Many corps on many machines: run a cluster worker (`--config cluster.toml`), or add, remove and
+    /// list the corps of the control topic.
+    #[command(
+        after_help = "Examples:\n  wecom-archive cluster --config config/cluster.toml          # a worker; start as many as you like\n  \
+                            wecom-archive cluster add --config config/cluster.toml --corp corps/wwcorp01.toml\n  \
+                            wecom-archive cluster remove --config config/cluster.toml --corp-id wwcorp01\n  \
+                            wecom-archive status --cluster --config config/cluster.toml"
+    )]
+    Cluster(cluster_cmd::ClusterArgs),
     /// Per external contact, the agreement history the pipeline saw (agree / disagree messages and
     /// consent lookups), from the stream's consent history.
     #[command(
@@ -330,7 +344,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => replay_cmd::run(args, shutdown_on_signals()).await,
-        Command::Status { config, json } => status::status(&config, json),
+        Command::Status {
+            config,
+            json,
+            cluster: true,
+        } => cluster_cmd::status(&config, json).await,
+        Command::Status { config, json, .. } => status::status(&config, json),
+        Command::Cluster(args) => cluster_cmd::run(args, shutdown_on_signals()).await,
         Command::Consent(args) => consent_cmd::consent(&args),
         Command::Verify(args) => {
             if verify_cmd::verify(args).await? {
