@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod cluster;
 mod consent;
 mod crash;
 mod errors;

@@ -468,3 +468,49 @@ fn compose_file_is_valid_yaml_and_its_pipeline_config_parses() {
     assert!(volumes.contains("./config:/app/config"), "{volumes}");
     assert!(root.join("Dockerfile").is_file(), "Dockerfile");
 }
+
+#[test]
+fn compose_cluster_workers_run_the_cluster_config_and_its_corps_validate() {
+    let root = repo_root();
+    let text =
+        std::fs::read_to_string(root.join("docker-compose.yml")).expect("docker-compose.yml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("compose YAML parses");
+    let worker = &doc["services"]["worker"];
+    let cmd: Vec<&str> = worker["command"]
+        .as_sequence()
+        .expect("worker command")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        cmd,
+        ["cluster", "--config", "/app/config/cluster-compose.toml"]
+    );
+    // scaled with --scale worker=N: no fixed host port may be published
+    assert!(
+        worker["ports"].is_null(),
+        "a scaled service publishes no port"
+    );
+    let file =
+        wecom_pipeline::cluster::ClusterFile::load(&root.join("config/cluster-compose.toml"))
+            .expect("cluster-compose.toml loads");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "x").unwrap();
+    let mut corps = 0;
+    for entry in std::fs::read_dir(root.join("config/corps")).expect("config/corps") {
+        let path = entry.unwrap().path();
+        let mut def = wecom_pipeline::cluster::CorpDef::load(&path).expect("corp definition");
+        def.secret_file = Some(secret.clone());
+        let cfg = file.corp_config(&def).expect("the corp's config validates");
+        assert_eq!(cfg.corp_id, def.corp_id);
+        let env = format!("{:?}", worker["environment"]);
+        assert!(
+            env.contains(&def.secret_env()),
+            "the worker service sets {}",
+            def.secret_env()
+        );
+        corps += 1;
+    }
+    assert!(corps > 0, "config/corps holds the compose stack's corps");
+}
