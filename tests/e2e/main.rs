@@ -5,7 +5,6 @@
 mod support;
 
 mod cli;
-mod cluster;
 mod consent;
 mod crash;
 mod errors;

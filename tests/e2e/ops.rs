@@ -110,8 +110,11 @@ async fn metrics_scraped_during_a_run_match_the_ground_truth_and_status_agrees()
             }
             let committed = sum(&m, "wecom_committed_seq", &["stream=\"corp\""]);
             if committed as u64 == max_seq {
-                // The client's counters are polled once a second: give them one more poll.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                // The run keeps polling once caught up: no more faults from here, so the simulator's
+                // counts stop moving. The client's counters are polled once a second: give them one
+                // more poll after the last fault.
+                server.set_faults(wecom_sim::FaultConfig::default());
+                tokio::time::sleep(Duration::from_millis(2500)).await;
                 let (_, text) = get(&http, &format!("{base}/metrics"))
                     .await
                     .expect("scrape");

@@ -7,6 +7,9 @@
 //! yet asserted: see the known gap at the end of the test).
 //!
 //! `WECOM_CLUSTER_LONG=1` runs the long mode (more items, longer phases); CI runs the short one.
+//!
+//! A test binary of its own: its worker processes load the machine, and the end-to-end tests beside it
+//! in one binary would run at the same time (cargo runs test binaries one after another).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,8 +24,30 @@ use wecom_media::{MediaEvent, MediaEventStatus};
 use wecom_pipeline::cluster::{read_cluster_status, CorpState, CorpStatus};
 use wecom_sim::{Fate, SimConfig, SimServer, TruthItem};
 
-use crate::kafka::{brokers, header, unique};
-use crate::support::repo_root;
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn brokers() -> String {
+    std::env::var("WECOM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("WECOM_TEST_KAFKA_BROKERS is not set: run scripts/test.sh (it starts the broker)")
+    })
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("e2e-{tag}-{}-{nanos:x}", std::process::id())
+}
+
+fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
 
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
 const CORPS: usize = 12;
