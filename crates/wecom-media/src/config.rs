@@ -75,10 +75,6 @@ pub struct MediaConfig {
     /// (`sink.kind = "kafka"`): the group's members share the topic's partitions. Default
     /// `wecom-archive-media-<corp_id>`; see [`MediaConfig::consumer_group`].
     pub kafka_group_id: Option<String>,
-    /// `session.timeout.ms` of that consumer: how long a vanished member keeps its partitions. Default:
-    /// librdkafka's (45 s); cluster mode sets it to `[cluster] session_timeout_ms`, so a corp's media
-    /// moves with the corp.
-    pub kafka_session_timeout_ms: Option<u64>,
     pub store: MediaStoreConfig,
 }
 
@@ -98,7 +94,6 @@ impl Default for MediaConfig {
             events_file_max_bytes: 64 * MIB as u64,
             fsync: true,
             kafka_group_id: None,
-            kafka_session_timeout_ms: None,
             store: MediaStoreConfig::default(),
         }
     }

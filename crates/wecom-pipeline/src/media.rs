@@ -77,19 +77,10 @@ pub async fn start(
             .map_err(|e| media_err(&cfg.corp_id, e))?;
         worker = worker.with_kafka_events(sink);
         if cfg.sink_kind == SinkKind::Kafka {
-            // this config builds the group consumer only
-            let mut consumer = kcfg.clone();
-            if let Some(ms) = mcfg.kafka_session_timeout_ms {
-                consumer
-                    .properties
-                    .insert("session.timeout.ms".into(), ms.to_string());
-                consumer.properties.insert(
-                    "heartbeat.interval.ms".into(),
-                    (ms / 4).max(250).to_string(),
-                );
-            }
-            worker = worker
-                .with_kafka_records(consumer, mcfg.consumer_group(&cfg.corp_id, &stream.name()));
+            worker = worker.with_kafka_records(
+                kcfg.clone(),
+                mcfg.consumer_group(&cfg.corp_id, &stream.name()),
+            );
         }
     }
     let worker = Arc::new(worker);
@@ -138,11 +129,6 @@ fn export(w: &MediaWorker) {
 }
 
 impl MediaTask {
-    /// The worker's counters so far.
-    pub fn stats(&self) -> MediaStatsSnapshot {
-        self.worker.stats()
-    }
-
     /// Stops following. With `drain`, then processes everything the record output holds before returning
     /// (a batch run); without, in-flight transfers are abandoned and redone next time.
     pub async fn finish(self, drain: bool) -> Result<MediaStatsSnapshot, PipelineError> {
