@@ -129,6 +129,11 @@ fn export(w: &MediaWorker) {
 }
 
 impl MediaTask {
+    /// The worker's counters so far.
+    pub fn stats(&self) -> MediaStatsSnapshot {
+        self.worker.stats()
+    }
+
     /// Stops following. With `drain`, then processes everything the record output holds before returning
     /// (a batch run); without, in-flight transfers are abandoned and redone next time.
     pub async fn finish(self, drain: bool) -> Result<MediaStatsSnapshot, PipelineError> {

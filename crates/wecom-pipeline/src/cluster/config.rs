@@ -272,17 +272,8 @@ impl ClusterFile {
             self.scratch(&def.corp_id).display().to_string().into(),
         );
         t.insert("sink".into(), sink.into());
-        // the media worker's consumer group holds the corp's media position: one group per corp, whose
-        // members time out like the workers do
+        // the media worker's consumer group holds the corp's media position: one group per corp
         if let Some(toml::Value::Table(media)) = t.get_mut("media") {
-            if !media.contains_key("kafka_session_timeout_ms") {
-                media.insert(
-                    "kafka_session_timeout_ms".into(),
-                    toml::Value::Integer(
-                        self.cluster.session_timeout_ms.min(i64::MAX as u64) as i64
-                    ),
-                );
-            }
             if let Some(toml::Value::String(g)) = media.get("kafka_group_id").cloned() {
                 media.insert(
                     "kafka_group_id".into(),
