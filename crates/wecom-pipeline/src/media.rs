@@ -1,7 +1,8 @@
 //! The media worker beside the pipeline (`[media]`): it follows the stream's record output on its own
 //! position, so media never holds messages back, and shares the pipeline's HTTP client (one token cache).
 //! Its counters and the age of the oldest pending media item (the service deletes media after 5 days) are
-//! exported as metrics once a second.
+//! exported as metrics once a second. A worker run that stops on an error is started again after a pause
+//! (from its committed position), for as long as the pipeline runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,8 +87,8 @@ pub async fn start(
     let worker = Arc::new(worker);
     let stop = CancellationToken::new();
     let task = {
-        let (w, s) = (worker.clone(), stop.clone());
-        tokio::spawn(async move { w.run(s).await })
+        let (w, s, corp) = (worker.clone(), stop.clone(), cfg.corp_id.clone());
+        tokio::spawn(async move { supervise(&w, &s, &corp).await })
     };
     let exporter = {
         let (w, s) = (worker.clone(), stop.clone());
@@ -109,6 +110,46 @@ pub async fn start(
         exporter,
         corp_id: cfg.corp_id.clone(),
     }))
+}
+
+/// The first pause before a media worker that stopped on an error starts again; it doubles up to
+/// [`RESTART_MAX`], and a run that lasted longer than that starts the doubling afresh.
+const RESTART_PAUSE: Duration = Duration::from_secs(2);
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// Runs the worker until `stop`. A run that ends on an error (the store unusable for a while, a secret
+/// the service refuses) starts again after a pause, from the committed position: the pipeline goes on
+/// publishing records, and media must not stop for good behind it. Returns the error of the last run
+/// when it failed.
+async fn supervise(
+    w: &MediaWorker,
+    stop: &CancellationToken,
+    corp_id: &str,
+) -> Result<(), wecom_media::MediaError> {
+    let mut pause = RESTART_PAUSE;
+    loop {
+        let started = tokio::time::Instant::now();
+        let e = match w.run(stop.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if stop.is_cancelled() => return Err(e),
+            Err(e) => e,
+        };
+        if started.elapsed() > RESTART_MAX {
+            pause = RESTART_PAUSE;
+        }
+        metrics::counter!("wecom_media_restarts_total").increment(1);
+        tracing::warn!(
+            corp = %corp_id,
+            error = %wecom_model::error_chain(&e),
+            retry_in_secs = pause.as_secs(),
+            "media worker stopped on an error; it starts again from its committed position"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => return Err(e),
+        }
+        pause = (pause * 2).min(RESTART_MAX);
+    }
 }
 
 fn export(w: &MediaWorker) {
