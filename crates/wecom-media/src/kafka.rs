@@ -143,7 +143,7 @@ impl ConsumerContext for AckContext {
         if let Rebalance::Revoke(tpl) = rebalance {
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             let offsets = self.acks.revoke(&parts);
-            tracing::info!(topic = %self.topic, partitions = ?parts, "media worker: kafka partitions revoked");
+            tracing::info!(topic = %self.topic, partitions = ?parts, ?offsets, "media worker: kafka partitions revoked");
             if let Some(tpl) = offsets_list(&self.topic, &offsets) {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!(error = %e, "media worker: commit before revoke failed");
@@ -189,6 +189,7 @@ pub(crate) fn commit(
     };
     match consumer.commit(&tpl, mode) {
         Ok(()) => {
+            tracing::debug!(topic, ?offsets, "media worker: offsets committed");
             acks.committed(&offsets);
             Ok(())
         }
@@ -270,6 +271,11 @@ impl KafkaAcks {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let part = inner.parts.entry(partition).or_insert_with(|| {
+            tracing::debug!(
+                partition,
+                offset,
+                "media worker: first record read from the partition"
+            );
             inner.next_generation += 1;
             PartAcks {
                 generation: inner.next_generation,

@@ -272,6 +272,7 @@ impl KafkaSource {
         let (partition, offset) = (m.partition(), m.offset());
         if !self.acks.owns(partition) {
             // fetched before the partition was revoked: its new owner reads it
+            tracing::debug!(topic = %self.topic, partition, offset, "media worker: record of a partition no longer assigned left to its owner");
             return Ok(Polled::Records(Vec::new()));
         }
         // The headers say whose record it is without parsing it; without them, its fields do.
